@@ -1,0 +1,95 @@
+"""What a model saves and restores, independent of where the description came from.
+
+A :class:`TensorSpec` describes one checkpoint key: its dtype, its full shape
+and, for a partitioned variable, its slices. The old checkpoint's listing and
+the new model's :class:`ModelSpec` are both made of them, so the alias engine
+compares like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ckptmap.dtypes import DType
+from ckptmap.split import SliceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One checkpoint key.
+
+    Attributes:
+        key: the tensor's name in the checkpoint (``tower/dense/kernel``).
+        dtype: its dtype.
+        shape: its full shape.
+        slices: for a partitioned variable, its slices (stored slices for a
+            checkpoint, requested slices for a model); empty for a whole tensor.
+    """
+
+    key: str
+    dtype: DType
+    shape: tuple[int, ...]
+    slices: tuple[SliceSpec, ...] = ()
+
+    @property
+    def is_partitioned(self) -> bool:
+        return bool(self.slices)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphVariable:
+    """One variable of a model, as the model's code names it.
+
+    Attributes:
+        name: the graph name without ``:0`` (``emb/part_3``); alias maps use it.
+        key: the checkpoint key it is saved under (``emb``).
+        dtype: its dtype.
+        shape: the variable's own shape (a part's shape for a partition).
+        slice: its slice of the full tensor ``key``; ``None`` for a whole tensor.
+        trainable: whether it is in the trainable-variables collection.
+        is_global_step: whether it is the global step.
+    """
+
+    name: str
+    key: str
+    dtype: DType
+    shape: tuple[int, ...]
+    slice: SliceSpec | None = None
+    trainable: bool = True
+    is_global_step: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything ckptmap needs to know about a model it writes a checkpoint for.
+
+    Attributes:
+        keys: the keys the model's saver restores, by key, in key order.
+        variables: the model's variables, by graph name, in name order.
+        source: where the description came from, for messages.
+    """
+
+    keys: dict[str, TensorSpec]
+    variables: dict[str, GraphVariable] = field(default_factory=dict)
+    source: str = ""
+
+    @classmethod
+    def from_parts(
+        cls,
+        keys: Iterable[TensorSpec],
+        variables: Iterable[GraphVariable] = (),
+        source: str = "",
+    ) -> ModelSpec:
+        """Build a spec, sorting keys (as unsigned bytes, like TF) and variables by name."""
+        key_list = sorted(keys, key=lambda k: k.key.encode("utf-8", "surrogateescape"))
+        var_list = sorted(variables, key=lambda v: v.name)
+        return cls(
+            keys={k.key: k for k in key_list},
+            variables={v.name: v for v in var_list},
+            source=source,
+        )
+
+    def variables_of(self, key: str) -> list[GraphVariable]:
+        """The graph variables saved under ``key`` (several for a partitioned one)."""
+        return [v for v in self.variables.values() if v.key == key]
