@@ -1,0 +1,58 @@
+"""Command options as documented dataclasses, layered from defaults, files, environment and CLI.
+
+A command's options are one dataclass whose docstring documents each field
+with a ``:param name: help`` line (Monolith's ``gflags_utils`` convention).
+From it come the click options (:func:`click_options`), the config keys and
+the ``CKPTMAP_<FIELD>`` environment variables, and :func:`resolve_options`
+layers them: defaults < config file < environment < command line, recording
+where each value came from. :func:`update`, :func:`link_options` and
+:func:`apply_links` carry over Monolith's rules for filling a dataclass from
+flags. See ``docs/options.md``.
+"""
+
+from __future__ import annotations
+
+from ckptmap.options._click import click_options, config_option, option_help, resolve_click
+from ckptmap.options._config import ConfigFile, find_pyproject, key_line, read_config
+from ckptmap.options._help import extract_help_info
+from ckptmap.options._link import apply_links, link_options, linked_options, update
+from ckptmap.options._resolve import CLI, DEFAULT, UNSET, Resolved, resolve_options
+from ckptmap.options._spec import ENV_PREFIX, REQUIRED, OptionSpec, option_specs, to_json
+from ckptmap.options.commands import (
+    COMMAND_OPTIONS,
+    AssetMode,
+    CheckOptions,
+    InspectOptions,
+    RemapOptions,
+)
+
+__all__ = [
+    "CLI",
+    "COMMAND_OPTIONS",
+    "DEFAULT",
+    "ENV_PREFIX",
+    "REQUIRED",
+    "UNSET",
+    "AssetMode",
+    "CheckOptions",
+    "ConfigFile",
+    "InspectOptions",
+    "OptionSpec",
+    "RemapOptions",
+    "Resolved",
+    "apply_links",
+    "click_options",
+    "config_option",
+    "extract_help_info",
+    "find_pyproject",
+    "key_line",
+    "link_options",
+    "linked_options",
+    "option_help",
+    "option_specs",
+    "read_config",
+    "resolve_click",
+    "resolve_options",
+    "to_json",
+    "update",
+]
