@@ -45,6 +45,25 @@ class MissingInputError(InputError, FileNotFoundError):
         return f"{self.path}: {self.detail}"
 
 
+class TensorNotFoundError(InputError, KeyError):
+    """A tensor asked for by key is not in the checkpoint.
+
+    Attributes:
+        path: the checkpoint's index file.
+        key: the key that was asked for.
+        detail: what is wrong, without the path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], key: str, detail: str) -> None:
+        self.path = os.fspath(path)
+        self.key = key
+        self.detail = detail
+        InputError.__init__(self, f"{self.path}: {detail}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.detail}"
+
+
 class UnsupportedInputError(InputError):
     """The input is valid but uses something ckptmap cannot handle (an unknown dtype)."""
 

@@ -29,9 +29,11 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
+    from ckptmap.cli.config_cmd import config_command
     from ckptmap.cli.inspect_cmd import inspect_command
 
     main.add_command(inspect_command)
+    main.add_command(config_command)
 
 
 _register()

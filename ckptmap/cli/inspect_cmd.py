@@ -1,0 +1,217 @@
+"""``ckptmap inspect``: what is in a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.measure import Measurement
+from rich.table import Table
+
+from ckptmap.cli._output import console, reported_errors
+
+if TYPE_CHECKING:  # the library (and numpy) load only when the command runs
+    from ckptmap.inspect import InspectReport, TensorInfo
+
+_PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summarizing with "..."
+_UNLIMITED_WIDTH = 1 << 16  # measure tables as if the terminal were this wide
+_BINARY_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
+
+
+@click.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--step",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With a model folder, inspect the checkpoint saved at global step N "
+    "instead of the latest one.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else."
+)
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Read the values and add min, max, mean, std and NaN/Inf counts per tensor.",
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Check the CRC32C of every tensor's bytes; exit 3 naming the first damaged tensor.",
+)
+@click.option(
+    "--tensor",
+    metavar="NAME",
+    help="Print the values of this tensor (summarized when large) instead of the listing.",
+)
+@click.option(
+    "--filter",
+    "filter_",
+    metavar="REGEX",
+    help="List only the tensors whose name matches this regular expression (re.search).",
+)
+def inspect_command(
+    path: Path,
+    step: int | None,
+    as_json: bool,
+    stats: bool,
+    verify: bool,
+    tensor: str | None,
+    filter_: str | None,
+) -> None:
+    """Show what is in a checkpoint.
+
+    PATH is a model folder (its `checkpoint` state file names the latest
+    checkpoint), a checkpoint prefix, or its .index file. The listing reads
+    only the index: names, dtypes, shapes, sizes, partitions and shards of
+    every tensor, then the data files and assets. --stats and --verify read
+    the tensor data too.
+
+    \b
+    Examples:
+      ckptmap inspect fixtures/ffm_v1
+      ckptmap inspect fixtures/ffm_v1 --step 50 --filter '^ffm/'
+      ckptmap inspect fixtures/ffm_v1/model.ckpt-100 --stats --verify
+      ckptmap inspect fixtures/dtype_zoo/zoo.index --tensor string
+      ckptmap inspect fixtures/ffm_v2 --json | jq '.totals'
+    """
+    if step is not None and path.name.endswith(".index"):
+        raise click.UsageError("--step cannot be used with an .index path; pass the model folder")
+    if tensor is not None and as_json:
+        raise click.UsageError("--tensor prints values as text; it cannot be combined with --json")
+    from ckptmap.inspect import inspect_checkpoint
+
+    with reported_errors():
+        report = inspect_checkpoint(
+            path, step=step, stats=stats, verify=verify, filter=filter_, tensor=tensor
+        )
+        if as_json:
+            click.echo(json.dumps(report.to_json(), indent=2))
+        elif tensor is not None:
+            _print_values(report)
+        else:
+            _print_report(report)
+
+
+def _print_report(report: InspectReport) -> None:
+    byte_order = "little-endian" if report.byte_order == "<" else "big-endian"
+    shards = "1 data file" if report.num_shards == 1 else f"{report.num_shards} data files"
+    console.print(f"Checkpoint {report.prefix} ({shards}, {byte_order})")
+    table = Table(show_footer=True, box=None, header_style="bold", footer_style="bold")
+    count = len(report.tensors)
+    table.add_column("name", footer=f"{count} tensor{'s' if count != 1 else ''}", overflow="fold")
+    table.add_column("dtype")
+    table.add_column("shape")
+    table.add_column("size", justify="right", footer=_human_bytes(report.total_bytes))
+    table.add_column("slices")
+    table.add_column("shard", justify="right")
+    if report.with_stats:
+        for column in ("min", "max", "mean", "std", "nan", "inf"):
+            table.add_column(column, justify="right")
+    for t in report.tensors:
+        row = [
+            _display(t.name),
+            t.dtype,
+            _shape(t.shape),
+            _human_bytes(t.nbytes),
+            _partition(t),
+            str(t.shard)
+            if t.shard is not None
+            else ",".join(map(str, sorted(set(t.slice_shards)))),
+        ]
+        if report.with_stats:
+            row += _stats_cells(t)
+        table.add_row(*row)
+    _print_table(table)
+    if report.verified:
+        console.print("CRC32C: every tensor matches its stored checksum.")
+    if report.assets:
+        assets = Table(title="Assets", title_justify="left", box=None, header_style="bold")
+        for column in ("name", "kind", "ps", "size", "legacy"):
+            assets.add_column(column, justify="right" if column in ("ps", "size") else "left")
+        for a in report.assets:
+            assets.add_row(
+                _display(a.name),
+                a.kind,
+                "" if a.ps_index is None else str(a.ps_index),
+                _human_bytes(a.size),
+                "yes" if a.legacy else "",
+            )
+        _print_table(assets)
+
+
+def _print_table(table: Table) -> None:
+    """Print a table; when stdout is not a terminal, as wide as it needs (no truncation)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    unlimited = console.options.update_width(_UNLIMITED_WIDTH)
+    natural = Measurement.get(console, unlimited, table).maximum
+    saved = console.width
+    console.width = max(saved, natural)  # print() never goes wider than the console
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
+
+
+def _print_values(report: InspectReport) -> None:
+    import numpy as np
+
+    (t,) = report.tensors
+    if report.values is None:  # inspect_checkpoint always reads the tensor it was given
+        return
+    console.print(f"{_display(t.name)}  {t.dtype}  {_shape(t.shape)}")
+    with np.printoptions(threshold=_PRINT_THRESHOLD):
+        console.print(np.array2string(report.values), soft_wrap=True)
+    if t.stats is not None:
+        console.print("  ".join(f"{k}={v}" for k, v in t.stats.to_json().items()))
+
+
+def _partition(t: TensorInfo) -> str:
+    if not t.slices:
+        return ""
+    from ckptmap.split import SliceSpec
+
+    specs = [SliceSpec.parse(s) for s in t.slices]
+    axes = [d for d in range(len(t.shape)) if len({s.extents[d] for s in specs}) > 1]
+    where = f" on axis {axes[0]}" if len(axes) == 1 else ""
+    return f"{len(specs)}{where}"
+
+
+def _stats_cells(t: TensorInfo) -> list[str]:
+    s = t.stats
+    if s is None:
+        return ["", "", "", "", "", ""]
+    return [_number(s.min), _number(s.max), _number(s.mean), _number(s.std), str(s.nan), str(s.inf)]
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in _BINARY_UNITS:
+        if value < 1024 or unit == _BINARY_UNITS[-1]:
+            if unit == "bytes":
+                return "1 byte" if size == 1 else f"{size} bytes"
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover - the loop always returns
+
+
+def _display(name: str) -> str:
+    """A key for the terminal: bytes that are not UTF-8 shown as \\x escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

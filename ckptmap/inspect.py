@@ -1,0 +1,333 @@
+"""What is in a checkpoint: the library behind ``ckptmap inspect``.
+
+:func:`inspect_checkpoint` lists every tensor (name, dtype, shape, stored
+bytes, shard, slices), the data files and the assets of one checkpoint, and
+optionally value statistics and a CRC check of every byte. The result is a
+frozen :class:`InspectReport`; :meth:`InspectReport.to_json` gives the
+documented JSON form (docs/json-schema.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptmap.errors import UsageError
+from ckptmap.readers.assets import Asset
+from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+
+STATS_CHUNK_ELEMENTS = 1 << 20  # statistics are computed in float64 chunks of this many values
+_PACKED_INTEGERS = frozenset({"int4", "uint4", "int2", "uint2"})  # ml_dtypes integers (kind "V")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """One data file of the checkpoint.
+
+    Attributes:
+        path: the file.
+        size: its size in bytes.
+    """
+
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TensorStats:
+    """Summary statistics of a tensor's values.
+
+    ``min``, ``max``, ``mean`` and ``std`` cover the finite values only (they
+    are ``None`` when there are none); ``nan`` and ``inf`` count the others.
+    ``min`` and ``max`` are exact integers for integer and bool tensors.
+    """
+
+    min: float | int | None
+    max: float | int | None
+    mean: float | None
+    std: float | None
+    nan: int
+    inf: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "std": self.std,
+            "nan": self.nan,
+            "inf": self.inf,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor of the checkpoint.
+
+    Attributes:
+        name: its key.
+        dtype: its dtype's name (``float32``, ``bfloat16``, ``qint8``, ``string``).
+        shape: its full shape.
+        nbytes: the bytes it takes in the data files (all slices together).
+        shard: the data file holding it; ``None`` for a partitioned tensor.
+        slices: the stored slices of a partitioned tensor, as TensorFlow
+            slice specs (``"10 4 0,4:0,4"``), in stored order.
+        slice_shards: the data file of each slice, parallel to ``slices``.
+        stats: its value statistics, when asked for (``None`` for strings and
+            complex numbers, or when not asked for).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    shard: int | None
+    slices: tuple[str, ...] = ()
+    slice_shards: tuple[int, ...] = ()
+    stats: TensorStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectReport:
+    """Everything :func:`inspect_checkpoint` found.
+
+    Attributes:
+        prefix: the checkpoint prefix.
+        index: its ``.index`` file.
+        num_shards: the number of data files.
+        shards: the data files, by shard number.
+        byte_order: ``"<"`` (little-endian) or ``">"``.
+        tensors: the tensors listed (all, or those the filter kept), in key order.
+        assets: the non-tensor files of the checkpoint.
+        with_stats: whether statistics were computed.
+        verified: whether every CRC was checked (and matched).
+        values: the values of the tensor asked for with ``tensor=``, else ``None``.
+    """
+
+    prefix: Path
+    index: Path
+    num_shards: int
+    shards: tuple[ShardInfo, ...]
+    byte_order: str
+    tensors: tuple[TensorInfo, ...]
+    assets: tuple[Asset, ...]
+    with_stats: bool = False
+    verified: bool = False
+    values: np.ndarray | None = field(default=None, compare=False)
+
+    @property
+    def total_bytes(self) -> int:
+        """The stored bytes of the tensors listed."""
+        return sum(t.nbytes for t in self.tensors)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON data (schema in docs/json-schema.md)."""
+        tensors = []
+        for t in self.tensors:
+            item: dict[str, Any] = {
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "nbytes": t.nbytes,
+                "shard": t.shard,
+                "slices": list(t.slices),
+            }
+            if self.with_stats:
+                item["stats"] = None if t.stats is None else t.stats.to_json()
+            tensors.append(item)
+        return {
+            "checkpoint": {
+                "prefix": str(self.prefix),
+                "index": str(self.index),
+                "num_shards": self.num_shards,
+                "shards": [{"path": str(s.path), "size": s.size} for s in self.shards],
+                "byte_order": self.byte_order,
+            },
+            "tensors": tensors,
+            "totals": {"tensors": len(self.tensors), "bytes": self.total_bytes},
+            "assets": [
+                {
+                    "path": str(a.path),
+                    "name": a.name,
+                    "size": a.size,
+                    "kind": a.kind,
+                    "ps_index": a.ps_index,
+                    "legacy": a.legacy,
+                }
+                for a in self.assets
+            ],
+        }
+
+
+def inspect_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    step: int | None = None,
+    stats: bool = False,
+    verify: bool = False,
+    filter: str | None = None,
+    tensor: str | None = None,
+) -> InspectReport:
+    """Describe the checkpoint at ``path``.
+
+    Listing reads the index only (and the sizes of the data files, to check
+    that every tensor's bytes are there); ``stats`` and ``verify`` read data.
+
+    Args:
+        path: a model folder, a checkpoint prefix, or its ``.index`` file.
+        step: with a folder, the checkpoint of this global step.
+        stats: compute min, max, mean, std and NaN/Inf counts of every tensor listed.
+        verify: check the CRC32C of every tensor in the checkpoint first.
+        filter: a regular expression; list only the tensors whose key it
+            matches (``re.search``).
+        tensor: list only this tensor and return its values in ``values``.
+
+    Returns:
+        The report.
+
+    Raises:
+        MissingInputError: if the checkpoint, or one of its data files, is missing.
+        CorruptCheckpointError: if anything read is damaged (with ``verify``,
+            naming the first tensor whose CRC does not match).
+        UnsupportedInputError: if the checkpoint uses something ckptmap cannot read.
+        TensorNotFoundError: if ``tensor`` is not in the checkpoint.
+        UsageError: if ``filter`` is not a valid regular expression, or is
+            combined with ``tensor``.
+
+    Example:
+        >>> report = inspect_checkpoint("fixtures/ffm_v1", filter="^ffm/")  # doctest: +SKIP
+        >>> [t.name for t in report.tensors][:1]  # doctest: +SKIP
+        ['ffm/bias_net/w']
+    """
+    if tensor is not None and filter is not None:
+        raise UsageError("choose either a tensor or a filter, not both")
+    pattern = _compile(filter)
+    with open_checkpoint(path, step=step) as ckpt:
+        if verify:
+            ckpt.verify()
+        if tensor is not None:
+            ckpt.entry(tensor)  # raises TensorNotFoundError with a suggestion
+            keys = [tensor]
+        else:
+            listed = ckpt.keys()
+            keys = [k for k in listed if pattern is None or pattern.search(k)]
+        shards = tuple(
+            ShardInfo(ckpt.shard_path(i), ckpt.shard_size(i)) for i in range(ckpt.num_shards)
+        )
+        infos = tuple(_describe(ckpt, key, stats=stats) for key in keys)
+        values = ckpt.read(tensor) if tensor is not None else None
+        return InspectReport(
+            prefix=ckpt.prefix,
+            index=ckpt.index_path,
+            num_shards=ckpt.num_shards,
+            shards=shards,
+            byte_order=ckpt.byte_order,
+            tensors=infos,
+            assets=tuple(ckpt.assets),
+            with_stats=stats,
+            verified=verify,
+            values=values,
+        )
+
+
+def _compile(filter: str | None) -> re.Pattern[str] | None:
+    if filter is None:
+        return None
+    try:
+        return re.compile(filter)
+    except re.error as err:
+        raise UsageError(f"filter {filter!r} is not a valid regular expression ({err})") from None
+
+
+def _describe(ckpt: Checkpoint, key: str, *, stats: bool) -> TensorInfo:
+    entry = ckpt.entry(key)
+    ckpt.check_entry(entry)
+    parts = [part for _, part in ckpt.slice_entries(key)] if entry.slices else [entry]
+    computed = _tensor_stats(ckpt, entry, parts) if stats else None
+    return TensorInfo(
+        name=key,
+        dtype=entry.dtype.name,
+        shape=entry.shape,
+        nbytes=sum(part.size for part in parts),
+        shard=None if entry.slices else entry.shard_id,
+        slices=tuple(spec.format() for spec in entry.slices),
+        slice_shards=tuple(part.shard_id for part in parts) if entry.slices else (),
+        stats=computed,
+    )
+
+
+# -- statistics ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Moments:
+    """Running statistics, merged chunk by chunk (Chan et al.'s parallel algorithm)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    low: float | int | None = None
+    high: float | int | None = None
+    nan: int = 0
+    inf: int = 0
+
+    def add(self, chunk: np.ndarray, *, exact_bounds: bool) -> None:
+        values = chunk.astype(np.float64)
+        finite = np.isfinite(values)
+        nan = int(np.isnan(values).sum())
+        self.nan += nan
+        self.inf += int(values.size - nan - int(finite.sum()))
+        kept = values if bool(finite.all()) else values[finite]
+        if kept.size == 0:
+            return
+        bounds = chunk if exact_bounds else kept
+        low, high = _as_number(bounds.min()), _as_number(bounds.max())
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+        n = int(kept.size)
+        mean = float(kept.mean())
+        m2 = float(np.square(kept - mean).sum())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    def result(self) -> TensorStats:
+        if not self.count:
+            return TensorStats(None, None, None, None, self.nan, self.inf)
+        std = math.sqrt(self.m2 / self.count)
+        return TensorStats(self.low, self.high, self.mean, std, self.nan, self.inf)
+
+
+def _as_number(value: Any) -> float | int:
+    if isinstance(value, (np.integer, np.bool_)):
+        return int(value)
+    return float(value)
+
+
+def _tensor_stats(
+    ckpt: Checkpoint, entry: TensorEntry, parts: list[TensorEntry]
+) -> TensorStats | None:
+    """Statistics of a tensor, slice by slice and chunk by chunk, never assembling it."""
+    kind = entry.dtype.numpy.kind
+    if entry.dtype.is_string or kind == "c":
+        return None
+    exact = kind in "iub" or entry.dtype.name in _PACKED_INTEGERS
+    moments = _Moments()
+    for part in parts:
+        for chunk in _chunks(ckpt.read_slice_entry(part).reshape(-1)):
+            moments.add(chunk, exact_bounds=exact)
+    return moments.result()
+
+
+def _chunks(flat: np.ndarray) -> Iterable[np.ndarray]:
+    for start in range(0, flat.size, STATS_CHUNK_ELEMENTS):
+        yield flat[start : start + STATS_CHUNK_ELEMENTS]

@@ -1,0 +1,308 @@
+"""The ``.index`` file of a tensor bundle: a LevelDB-format sorted table.
+
+This module knows blocks, restart arrays, block handles and the footer
+(tf-checkpoint-format.md §3); it knows nothing about tensors. Every decoder
+takes ``(buf, offset)`` on a ``memoryview`` and returns ``(value, next_offset)``.
+Every offset and length read from the file is checked against the bytes that
+are really there before anything is sliced, so a damaged or hostile file fails
+with :class:`~ckptmap.errors.CorruptCheckpointError`, never with an
+``IndexError`` or a huge allocation.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+from ckptmap._format import (
+    BLOCK_TRAILER_SIZE,
+    FOOTER_SIZE,
+    NO_COMPRESSION,
+    SNAPPY_COMPRESSION,
+    TABLE_MAGIC,
+    unmask_crc,
+)
+from ckptmap.errors import CorruptCheckpointError, MissingInputError, UnsupportedInputError
+
+_U32 = struct.Struct("<I")  # restart offsets, restart count (§3.1), masked CRC (§3.2)
+_U64 = struct.Struct("<Q")  # the footer magic (§3.7)
+_MAGIC_OFFSET = FOOTER_SIZE - _U64.size  # §3.7: magic in the last 8 bytes
+_HANDLES_SIZE = FOOTER_SIZE - _U64.size  # §3.7: two handles, zero padded to 40 bytes
+_MAX_VARINT32_BYTES = 5  # §2.1
+_MAX_VARINT64_BYTES = 10  # §2.1
+_FIX = "the file is corrupt or truncated; copy it again from its source"
+
+
+class TableFormatError(Exception):
+    """Internal: a structural problem, translated into CorruptCheckpointError with the path."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHandle:
+    """Where one block lies in the file (§3.3).
+
+    Attributes:
+        offset: the block's first byte.
+        size: the block's length, without its 5-byte trailer.
+    """
+
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Footer:
+    """The last 48 bytes of an ``.index`` file (§3.7).
+
+    Attributes:
+        metaindex: handle of the (empty) metaindex block.
+        index: handle of the index block.
+    """
+
+    metaindex: BlockHandle
+    index: BlockHandle
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A decoded table: every key with its value, in file order.
+
+    Attributes:
+        path: the ``.index`` file.
+        keys: the keys as bytes, strictly increasing as unsigned bytes.
+        values: the value of each key (views into ``data``, no copies).
+        data: the whole file.
+    """
+
+    path: Path
+    keys: list[bytes]
+    values: list[memoryview]
+    data: memoryview
+
+
+def crc32c_of(view: memoryview, crc: int = 0) -> int:
+    """CRC-32C of the bytes of ``view``, continuing from ``crc``, without copying them.
+
+    google-crc32c accepts only buffers without a release hook (``bytes``,
+    numpy arrays), so the view is wrapped in a zero-copy numpy array.
+    """
+    return int(google_crc32c.extend(crc, np.frombuffer(view, dtype=np.uint8)))
+
+
+def decode_varint(buf: memoryview, pos: int, limit: int, max_bytes: int) -> tuple[int, int]:
+    """Decode an unsigned varint at ``buf[pos]`` that must end before ``limit`` (§2.1).
+
+    Returns:
+        ``(value, next_offset)``.
+
+    Raises:
+        TableFormatError: if the varint runs past ``limit`` or is longer than ``max_bytes``.
+    """
+    if pos < limit:
+        byte = buf[pos]
+        if byte < 0x80:  # the common one-byte case, without the loop
+            return byte, pos + 1
+    result = 0
+    shift = 0
+    end = min(limit, pos + max_bytes)
+    while pos < end:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise TableFormatError(f"truncated or over-long varint at offset {pos}")
+
+
+def decode_block_handle(buf: memoryview, pos: int, limit: int) -> tuple[BlockHandle, int]:
+    """Decode a ``BlockHandle`` (two varint64) at ``buf[pos]`` (§3.3)."""
+    offset, pos = decode_varint(buf, pos, limit, _MAX_VARINT64_BYTES)
+    size, pos = decode_varint(buf, pos, limit, _MAX_VARINT64_BYTES)
+    return BlockHandle(offset, size), pos
+
+
+def decode_footer(buf: memoryview, pos: int) -> tuple[Footer, int]:
+    """Decode the 48-byte footer starting at ``buf[pos]`` (§3.7).
+
+    Raises:
+        TableFormatError: if the bytes are missing or the magic number is wrong.
+    """
+    if pos < 0 or pos + FOOTER_SIZE > len(buf):
+        raise TableFormatError(
+            f"file is {len(buf)} bytes, too short for the {FOOTER_SIZE}-byte table footer"
+        )
+    (magic,) = _U64.unpack_from(buf, pos + _MAGIC_OFFSET)
+    if magic != TABLE_MAGIC:
+        raise TableFormatError(
+            f"bad table magic 0x{magic:016x} (expected 0x{TABLE_MAGIC:016x}): "
+            "not a TensorFlow V2 checkpoint index"
+        )
+    limit = pos + _HANDLES_SIZE
+    metaindex, next_pos = decode_block_handle(buf, pos, limit)
+    index, _ = decode_block_handle(buf, next_pos, limit)
+    return Footer(metaindex, index), pos + FOOTER_SIZE
+
+
+def read_block(buf: memoryview, handle: BlockHandle, end: int, what: str) -> memoryview:
+    """Return the contents of the block at ``handle`` after checking its trailer (§3.2).
+
+    Args:
+        buf: the whole file.
+        handle: where the block is.
+        end: blocks must end (trailer included) at or before this offset.
+        what: the block's role, for messages (``"index block"``).
+
+    Raises:
+        TableFormatError: if the block lies outside ``[0, end)`` or its CRC is wrong.
+        UnsupportedInputError: if the block is Snappy-compressed.
+    """
+    start, size = handle.offset, handle.size
+    if start + size + BLOCK_TRAILER_SIZE > end:
+        raise TableFormatError(
+            f"{what} at offset {start} with size {size} runs past the end of the table "
+            f"(offset {end})"
+        )
+    block = buf[start : start + size]
+    ctype = buf[start + size]
+    (stored,) = _U32.unpack_from(buf, start + size + 1)
+    actual = crc32c_of(buf[start : start + size + 1])
+    if actual != unmask_crc(stored):
+        raise TableFormatError(f"{what} CRC mismatch at offset {start}")
+    if ctype == SNAPPY_COMPRESSION:
+        raise UnsupportedInputError(
+            f"{what} at offset {start} is Snappy-compressed, which ckptmap cannot read "
+            "(TensorFlow never writes compressed bundles; re-save the checkpoint with TensorFlow)"
+        )
+    if ctype != NO_COMPRESSION:
+        raise TableFormatError(f"{what} at offset {start} has unknown compression type {ctype}")
+    return block
+
+
+def decode_restarts(block: memoryview, pos: int) -> tuple[tuple[int, ...], int]:
+    """Decode the restart array at the end of ``block`` (§3.1).
+
+    ``pos`` is ignored except as the lower bound of the array: the array is
+    anchored at the block's end. Returns ``(restart offsets, end of entries)``,
+    where the second value is where the entries stop.
+
+    Raises:
+        TableFormatError: if the count does not fit or an offset is out of range.
+    """
+    size = len(block)
+    if size - pos < _U32.size:
+        raise TableFormatError(f"block of {size} bytes is too short for its restart count")
+    (count,) = _U32.unpack_from(block, size - _U32.size)
+    if count > (size - pos - _U32.size) // _U32.size:
+        raise TableFormatError(f"block of {size} bytes cannot hold {count} restart points")
+    entries_end = size - _U32.size * (count + 1)
+    restarts = struct.unpack_from(f"<{count}I", block, entries_end)
+    previous = -1
+    for restart in restarts:
+        if restart <= previous or restart > max(entries_end - 1, 0):
+            raise TableFormatError(f"restart offset {restart} is out of order or out of range")
+        previous = restart
+    if entries_end and (not restarts or restarts[0] != 0):
+        raise TableFormatError("the first restart point of a block must be at offset 0")
+    return restarts, entries_end
+
+
+def decode_block(block: memoryview, pos: int) -> tuple[list[tuple[bytes, memoryview]], int]:
+    """Decode every entry of a block (§3.1): ``([(key, value), ...], end_offset)``.
+
+    Keys are rebuilt from their prefix compression; values are views into ``block``.
+
+    Raises:
+        TableFormatError: on any length that does not fit or a restart entry
+            that shares bytes with its predecessor.
+    """
+    restarts, limit = decode_restarts(block, pos)
+    restart_set = frozenset(restarts)
+    entries: list[tuple[bytes, memoryview]] = []
+    key = b""
+    while pos < limit:
+        entry_at = pos
+        shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+        non_shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+        value_len, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+        if shared > len(key) or (shared and entry_at in restart_set):
+            raise TableFormatError(
+                f"entry at block offset {entry_at} shares {shared} bytes with a "
+                f"{len(key)}-byte previous key"
+            )
+        key_end = pos + non_shared
+        value_end = key_end + value_len
+        if value_end > limit:
+            raise TableFormatError(
+                f"entry at block offset {entry_at} ({non_shared} key bytes, {value_len} value "
+                f"bytes) runs past the entries' end at {limit}"
+            )
+        key = key[:shared] + bytes(block[pos:key_end])
+        entries.append((key, block[key_end:value_end]))
+        pos = value_end
+    return entries, pos
+
+
+def decode_table(buf: memoryview) -> tuple[list[bytes], list[memoryview]]:
+    """Decode a whole table held in ``buf``: footer, index block, data blocks (§3).
+
+    Returns:
+        The keys (strictly increasing as unsigned bytes) and their values.
+
+    Raises:
+        TableFormatError: on any structural problem.
+        UnsupportedInputError: on a compressed block.
+    """
+    footer_at = len(buf) - FOOTER_SIZE
+    footer, _ = decode_footer(buf, footer_at)
+    index_block = read_block(buf, footer.index, footer_at, "index block")
+    handles, _ = decode_block(index_block, 0)
+    keys: list[bytes] = []
+    values: list[memoryview] = []
+    for number, (_, handle_bytes) in enumerate(handles):
+        handle, _ = decode_block_handle(handle_bytes, 0, len(handle_bytes))
+        block = read_block(buf, handle, footer_at, f"data block {number}")
+        entries, _ = decode_block(block, 0)
+        for key, value in entries:
+            if keys and key <= keys[-1]:
+                raise TableFormatError(
+                    f"key {key!r} in data block {number} is not greater than the key "
+                    "before it (keys must be sorted and unique)"
+                )
+            keys.append(key)
+            values.append(value)
+    return keys, values
+
+
+def read_table(path: str | os.PathLike[str]) -> Table:
+    """Read and decode the ``.index`` file at ``path``.
+
+    Every block's CRC is checked; the whole file is read once (index files
+    are small: about 100 bytes per tensor).
+
+    Raises:
+        MissingInputError: if the file does not exist.
+        CorruptCheckpointError: if the table is damaged, naming the file.
+        UnsupportedInputError: if a block is compressed.
+    """
+    path = Path(path)
+    try:
+        data = memoryview(path.read_bytes())
+    except FileNotFoundError:
+        raise MissingInputError(path, "checkpoint index file not found") from None
+    except IsADirectoryError:
+        raise MissingInputError(path, "is a folder, not a checkpoint index file") from None
+    except OSError as err:
+        raise CorruptCheckpointError(path, f"cannot read the index file ({err.strerror})") from err
+    try:
+        keys, values = decode_table(data)
+    except TableFormatError as err:
+        raise CorruptCheckpointError(path, f"{err} ({_FIX})") from None
+    except UnsupportedInputError as err:
+        raise UnsupportedInputError(f"{path}: {err}") from None
+    return Table(path, keys, values, data)

@@ -1,0 +1,220 @@
+"""Finding a checkpoint: the ``checkpoint`` state file, prefixes and ``.index`` paths.
+
+A user may name a checkpoint by its model folder (the ``checkpoint`` state file
+there says which prefix is the latest, tf-checkpoint-format.md §1.2), by its
+prefix (``model.ckpt-100``), or by one of its files (``model.ckpt-100.index``).
+:func:`locate_checkpoint` turns any of them into a prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from ckptmap.errors import CorruptCheckpointError, MissingInputError, UsageError
+from ckptmap.proto import ckptmap_tf_pb2
+
+STATE_FILE_NAME = "checkpoint"
+INDEX_SUFFIX = ".index"
+MAX_STATE_FILE_BYTES = 16 * 1024 * 1024  # a real one is a few hundred bytes
+_DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5,}-of-\d{5,}$")
+_STEP = re.compile(r"-(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointState:
+    """The decoded ``checkpoint`` state file of a model folder (§1.2).
+
+    Attributes:
+        path: the state file.
+        latest: the prefix of the latest checkpoint, resolved against the folder.
+        all: the prefixes still kept, oldest first, resolved against the folder.
+    """
+
+    path: Path
+    latest: Path
+    all: tuple[Path, ...]
+
+
+def read_state_file(path: str | os.PathLike[str]) -> CheckpointState:
+    """Read a ``checkpoint`` state file.
+
+    Relative prefixes are joined with the file's folder. A prefix that points
+    outside that folder is refused: a copied model folder would otherwise
+    silently read another checkpoint.
+
+    Raises:
+        MissingInputError: if the file does not exist.
+        CorruptCheckpointError: if the file is not a text ``CheckpointState``,
+            names no checkpoint, or points outside its folder.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_STATE_FILE_BYTES:
+            raise CorruptCheckpointError(
+                path, f"state file is {size} bytes, too large to be a checkpoint state file"
+            )
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise MissingInputError(path, "checkpoint state file not found") from None
+    except UnicodeDecodeError:
+        raise CorruptCheckpointError(path, _garbage("it is not UTF-8 text")) from None
+    except OSError as err:
+        raise CorruptCheckpointError(path, f"cannot read the state file ({err.strerror})") from err
+    message = ckptmap_tf_pb2.CheckpointState()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as err:
+        raise CorruptCheckpointError(path, _garbage(str(err))) from None
+    if not message.model_checkpoint_path:
+        raise CorruptCheckpointError(
+            path,
+            "the state file names no checkpoint (model_checkpoint_path is empty; "
+            "pass a checkpoint prefix instead of the folder)",
+        )
+    folder = path.parent
+    latest = _resolve(path, folder, message.model_checkpoint_path)
+    kept = tuple(_resolve(path, folder, p) for p in message.all_model_checkpoint_paths)
+    return CheckpointState(path, latest, kept)
+
+
+def _garbage(reason: str) -> str:
+    return (
+        f"not a valid checkpoint state file ({reason}; delete it and pass a checkpoint "
+        "prefix, or restore it from a backup)"
+    )
+
+
+def _resolve(state_file: Path, folder: Path, stored: str) -> Path:
+    """Join a stored prefix with the folder and refuse one that leaves it."""
+    candidate = Path(stored)
+    if not candidate.is_absolute():
+        candidate = folder / candidate
+    real_folder = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(candidate))
+    if real.parent != real_folder and real_folder not in real.parents:
+        raise CorruptCheckpointError(
+            state_file,
+            f"checkpoint path {stored!r} points outside {folder} (the folder was probably "
+            f"moved or copied; make the paths in this file relative, e.g. "
+            f"{Path(stored).name!r}, or pass the checkpoint prefix directly)",
+        )
+    return candidate
+
+
+def locate_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) -> Path:
+    """Return the prefix of the checkpoint that ``path`` names.
+
+    Args:
+        path: a model folder (its ``checkpoint`` state file is used; without one,
+            the folder's only checkpoint, or a SavedModel's ``variables/variables``),
+            the state file itself, a checkpoint prefix, its ``.index`` file or one
+            of its data files.
+        step: with a folder or prefix, the checkpoint saved at this global step:
+            the kept prefix that ends in ``-<step>``.
+
+    Returns:
+        The prefix; ``<prefix>.index`` exists.
+
+    Raises:
+        MissingInputError: if there is no checkpoint there, or none for ``step``.
+        CorruptCheckpointError: if the state file is unusable.
+        UsageError: if ``step`` is given with an ``.index`` or data file.
+
+    Example:
+        >>> locate_checkpoint("fixtures/ffm_v1", step=50)  # doctest: +SKIP
+        PosixPath('fixtures/ffm_v1/model.ckpt-50')
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _locate_in_folder(path, step)
+    if path.name == STATE_FILE_NAME and path.is_file():
+        return _locate_in_folder(path.parent, step)
+    name = path.name
+    data_match = _DATA_FILE.match(name)
+    if name.endswith(INDEX_SUFFIX) or data_match:
+        if step is not None:
+            kind = "an .index" if data_match is None else "a data"
+            raise UsageError(
+                f"{path}: a step cannot be used with {kind} file path "
+                "(pass the model folder or the prefix with the step)"
+            )
+        stem = name[: -len(INDEX_SUFFIX)] if data_match is None else data_match["prefix"]
+        prefix = path.with_name(stem)
+        if path.is_file() and _index_of(prefix).is_file():
+            return prefix
+    prefix = path if step is None else path.with_name(f"{name}-{step}")
+    if _index_of(prefix).is_file():
+        return prefix
+    if path.exists() or step is not None:
+        what = f"no checkpoint for step {step} at {prefix}" if step is not None else None
+        raise MissingInputError(
+            path,
+            (what or "not a checkpoint")
+            + " (expected a model folder, a checkpoint prefix, or its .index file)",
+        )
+    raise MissingInputError(
+        path,
+        "no such file, folder or checkpoint prefix "
+        "(expected a model folder, a checkpoint prefix, or its .index file)",
+    )
+
+
+def _index_of(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + INDEX_SUFFIX)
+
+
+def _locate_in_folder(folder: Path, step: int | None) -> Path:
+    state_file = folder / STATE_FILE_NAME
+    if state_file.is_file():
+        state = read_state_file(state_file)
+        if step is None:
+            prefix = state.latest
+        else:
+            candidates = [p for p in (*state.all, state.latest) if p.name.endswith(f"-{step}")]
+            if not candidates:
+                steps = sorted({m[1] for p in state.all if (m := _STEP.search(p.name))}, key=int)
+                raise MissingInputError(
+                    state_file,
+                    f"no checkpoint for step {step} (steps kept: {', '.join(steps) or 'none'})",
+                )
+            prefix = candidates[0]
+        if not _index_of(prefix).is_file():
+            raise MissingInputError(
+                _index_of(prefix),
+                f"listed in {state_file} but missing (copy the checkpoint's files "
+                "or edit the state file)",
+            )
+        return prefix
+    return _locate_without_state(folder, step)
+
+
+def _locate_without_state(folder: Path, step: int | None) -> Path:
+    """A folder without a state file: its only checkpoint, or a SavedModel's variables."""
+    prefixes = sorted(p.with_name(p.name[: -len(INDEX_SUFFIX)]) for p in folder.glob("*.index"))
+    if not prefixes:
+        saved_model = folder / "variables" / "variables"
+        if _index_of(saved_model).is_file() and step is None:
+            return saved_model
+        raise MissingInputError(
+            folder,
+            "no checkpoint in this folder (no 'checkpoint' state file and no .index file; "
+            "pass a checkpoint prefix or another folder)",
+        )
+    if step is not None:
+        prefixes = [p for p in prefixes if p.name.endswith(f"-{step}")]
+        if not prefixes:
+            raise MissingInputError(folder, f"no checkpoint for step {step} in this folder")
+    if len(prefixes) > 1:
+        names = ", ".join(p.name for p in prefixes)
+        raise MissingInputError(
+            folder,
+            f"no 'checkpoint' state file and several checkpoints ({names}); "
+            "pass one prefix or --step",
+        )
+    return prefixes[0]
