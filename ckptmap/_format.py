@@ -52,7 +52,9 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def decode_varint(buf: bytes | memoryview, pos: int, limit: int, max_bytes: int = 10) -> tuple[int, int]:
+def decode_varint(
+    buf: bytes | memoryview, pos: int, limit: int, max_bytes: int = 10
+) -> tuple[int, int]:
     """Decode a varint at ``buf[pos]``, not reading at or past ``limit``.
 
     Returns:

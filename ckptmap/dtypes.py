@@ -10,6 +10,7 @@ the TensorFlow enum always travels with the array (:class:`DType`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -32,7 +33,7 @@ class DType:
 
     enum: int
     name: str
-    numpy: np.dtype  # type: ignore[type-arg]
+    numpy: np.dtype[Any]
     copyable: bool
 
     @property
@@ -97,7 +98,7 @@ _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "bytes":
 
 # numpy dtype -> TF enum, for arrays handed to the writer without an explicit dtype.
 # Plain types win over quantized ones that share a numpy dtype.
-_FROM_NUMPY: dict[np.dtype, DType] = {}  # type: ignore[type-arg]
+_FROM_NUMPY: dict[np.dtype[Any], DType] = {}
 for _d in reversed(list(BY_ENUM.values())):
     if _d.name.startswith(("q",)):
         continue
@@ -144,10 +145,12 @@ def dtype_from_name(name: str) -> DType:
         return BY_NAME[key]
     except KeyError:
         choices = ", ".join(sorted(BY_NAME))
-        raise UnsupportedInputError(f"unknown dtype {name!r} (expected one of: {choices})") from None
+        raise UnsupportedInputError(
+            f"unknown dtype {name!r} (expected one of: {choices})"
+        ) from None
 
 
-def dtype_from_numpy(dtype: np.dtype) -> DType:  # type: ignore[type-arg]
+def dtype_from_numpy(dtype: np.dtype[Any]) -> DType:
     """Return the TF dtype of a numpy dtype (non-native byte order is accepted).
 
     Raises:
