@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import google_crc32c
+import numpy as np
 
 # §3.7: the last 8 bytes of every .index file.
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -25,7 +26,13 @@ BUNDLE_VERSION = 1
 
 
 def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
-    """CRC-32C of ``data``, continuing from ``crc`` (0 to start)."""
+    """CRC-32C of ``data``, continuing from ``crc`` (0 to start).
+
+    ``google_crc32c.extend`` takes only read-only buffers; other buffers are
+    viewed (not copied) through numpy.
+    """
+    if not isinstance(data, bytes):
+        data = np.frombuffer(data, dtype=np.uint8)
     return int(google_crc32c.extend(crc, data))
 
 

@@ -1,0 +1,107 @@
+"""The ``checkpoint`` state file that tells TensorFlow which checkpoint is the latest.
+
+It is a protobuf text-format ``CheckpointState`` (tf-checkpoint-format.md §1.2).
+Like ``tf.train.CheckpointManager`` (and ``Saver(save_relative_paths=True)``) we
+store prefixes relative to the folder holding the file when they lie inside it,
+so the folder can be moved. The file is replaced atomically; write it only after
+the checkpoint itself is committed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from ckptmap.errors import CorruptCheckpointError, OutputError, UsageError
+from ckptmap.proto import ckptmap_tf_pb2 as pb
+from ckptmap.writers._atomic import atomic_write_bytes
+
+__all__ = ["STATE_FILENAME", "write_state_file"]
+
+STATE_FILENAME = "checkpoint"
+
+
+def write_state_file(
+    model_dir: str | os.PathLike[str],
+    prefix: str | os.PathLike[str],
+    *,
+    keep_existing: bool = True,
+    timestamp: float | None = None,
+) -> Path:
+    """Record ``prefix`` as the latest checkpoint in ``model_dir/checkpoint``.
+
+    ``prefix`` becomes ``model_checkpoint_path`` and the last entry of
+    ``all_model_checkpoint_paths``. It is written relative to ``model_dir`` when
+    it lies inside it, absolute otherwise (a relative ``prefix`` argument is
+    taken relative to the current directory, like any path).
+
+    Args:
+        model_dir: the folder of the state file (must exist).
+        prefix: the checkpoint prefix just committed.
+        keep_existing: keep the paths already listed in an existing state file
+            (an earlier entry for the same checkpoint is moved to the end). If
+            that file lists timestamps (``CheckpointManager`` does), one is
+            added for the new path. With ``False`` the file lists only
+            ``prefix``.
+        timestamp: the Unix time recorded with the new path when timestamps are
+            kept (default: now).
+
+    Returns:
+        The path of the state file.
+
+    Raises:
+        OutputError: if ``model_dir`` is not a folder or the file cannot be written.
+        CorruptCheckpointError: if ``keep_existing`` and the existing file does
+            not parse (pass ``keep_existing=False`` to replace it).
+        UsageError: if the path cannot be stored (not valid UTF-8).
+
+    Example:
+        >>> write_state_file("out", "out/model.ckpt-100")  # doctest: +SKIP
+        PosixPath('/abs/out/checkpoint')
+    """
+    folder = Path(os.path.abspath(model_dir))
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: not an existing folder; create it or choose another one")
+    target = Path(os.path.abspath(prefix))
+    stored = os.path.relpath(target, folder) if folder in target.parents else str(target)
+    state_path = folder / STATE_FILENAME
+
+    state = pb.CheckpointState()
+    if keep_existing and state_path.exists():
+        old = _read_state(state_path)
+        paths = list(old.all_model_checkpoint_paths)
+        stamps = list(old.all_model_checkpoint_timestamps)
+        with_stamps = bool(stamps) and len(stamps) == len(paths)
+        kept = [(i, p) for i, p in enumerate(paths) if Path(os.path.abspath(folder / p)) != target]
+        state.all_model_checkpoint_paths.extend(p for _, p in kept)
+        if with_stamps:
+            state.all_model_checkpoint_timestamps.extend(stamps[i] for i, _ in kept)
+            now = time.time() if timestamp is None else timestamp
+            state.all_model_checkpoint_timestamps.append(now)
+        if old.last_preserved_timestamp:
+            state.last_preserved_timestamp = old.last_preserved_timestamp
+    try:
+        state.model_checkpoint_path = stored
+        state.all_model_checkpoint_paths.append(stored)
+    except ValueError as err:
+        raise UsageError(f"{target}: the checkpoint path is not valid UTF-8: {err}") from None
+    text = text_format.MessageToString(state)
+    atomic_write_bytes(state_path, text.encode("utf-8"))
+    return state_path
+
+
+def _read_state(path: Path) -> pb.CheckpointState:
+    try:
+        text = path.read_text(encoding="utf-8")
+        state = pb.CheckpointState()
+        text_format.Parse(text, state)
+    except (OSError, UnicodeDecodeError, text_format.ParseError) as err:
+        raise CorruptCheckpointError(
+            path,
+            f"not a readable checkpoint state file ({err}); "
+            "fix or delete it, or write with keep_existing=False",
+        ) from None
+    return state
