@@ -4,12 +4,24 @@ A :class:`SliceSpec` names one rectangular piece of a full tensor, the way
 TensorFlow's ``shape_and_slices`` strings and ``TensorSliceProto`` do
 (tf-checkpoint-format.md §6). This module works on shapes and numpy arrays
 only; it knows nothing about files.
+
+Partition plans (below :class:`SliceSpec`): :func:`split_tensor`,
+:func:`merge_slices` and :func:`repartition` move data between a full tensor
+and its slices; :func:`even_partition` makes the slices TensorFlow's
+partitioners make; :func:`plan_slice` says which stored pieces feed a requested
+slice; :func:`byte_ranges` finds the byte runs of a slice in a C-order tensor
+so a writer can copy them without decoding.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ckptmap.errors import CkptmapError
 
@@ -37,7 +49,7 @@ class SliceSpec:
             raise SliceSpecError(
                 f"slice has {len(self.extents)} extents for a tensor of rank {len(self.full_shape)}"
             )
-        for dim, (start, length) in zip(self.full_shape, self.extents):
+        for dim, (start, length) in zip(self.full_shape, self.extents, strict=True):
             if length == -1:
                 if start != 0:
                     raise SliceSpecError(f"a whole-dimension extent must start at 0, not {start}")
@@ -75,11 +87,12 @@ class SliceSpec:
                 continue
             start_s, sep, length_s = piece.partition(",")
             try:
-                if not sep:
-                    raise ValueError
-                extents.append((int(start_s), int(length_s)))
+                extent = (int(start_s), int(length_s)) if sep else None
             except ValueError:
-                raise SliceSpecError(f"slice spec {spec!r} has a bad extent {piece!r}") from None
+                extent = None
+            if extent is None:
+                raise SliceSpecError(f"slice spec {spec!r} has a bad extent {piece!r}")
+            extents.append(extent)
         return cls(shape, tuple(extents))
 
     def format(self) -> str:
@@ -91,7 +104,9 @@ class SliceSpec:
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of the slice itself."""
-        return tuple(d if ln == -1 else ln for d, (_, ln) in zip(self.full_shape, self.extents))
+        return tuple(
+            d if ln == -1 else ln for d, (_, ln) in zip(self.full_shape, self.extents, strict=True)
+        )
 
     @property
     def starts(self) -> tuple[int, ...]:
@@ -101,15 +116,412 @@ class SliceSpec:
     def is_full(self) -> bool:
         """True when the slice covers the whole tensor (however it is spelled)."""
         return all(
-            ln == -1 or (st == 0 and ln == d) for d, (st, ln) in zip(self.full_shape, self.extents)
+            ln == -1 or (st == 0 and ln == d)
+            for d, (st, ln) in zip(self.full_shape, self.extents, strict=True)
         )
 
     def index(self) -> tuple[slice, ...]:
         """A numpy index selecting this slice from the full tensor."""
         return tuple(
             slice(0, d) if ln == -1 else slice(st, st + ln)
-            for d, (st, ln) in zip(self.full_shape, self.extents)
+            for d, (st, ln) in zip(self.full_shape, self.extents, strict=True)
         )
 
     def __str__(self) -> str:
         return self.format()
+
+
+# ------------------------------------------------------------------ partition plans
+#
+# Everything below works on boxes: ``(start, stop)`` per dimension. The slice
+# specs decide which axes are cut; nothing assumes the first axis.
+
+Box = tuple[tuple[int, int], ...]
+
+# byte_ranges gives up (returns None) past this many ranges: copying thousands of
+# tiny runs costs more than decoding the piece and slicing it with numpy.
+MAX_BYTE_RANGES = 1024
+
+
+class PartitionError(CkptmapError, ValueError):
+    """Slices do not fit together: a gap, an overlap, or a request they do not cover."""
+
+
+def slice_box(spec: SliceSpec) -> Box:
+    """``(start, stop)`` per dimension of ``spec`` within its full tensor."""
+    return tuple(
+        (0, d) if ln == -1 else (st, st + ln)
+        for d, (st, ln) in zip(spec.full_shape, spec.extents, strict=True)
+    )
+
+
+def _volume(box: Box) -> int:
+    count = 1
+    for start, stop in box:
+        count *= max(0, stop - start)
+    return count
+
+
+def _intersect(a: Box, b: Box) -> Box | None:
+    out = tuple((max(a0, b0), min(a1, b1)) for (a0, a1), (b0, b1) in zip(a, b, strict=True))
+    return None if any(stop <= start for start, stop in out) else out
+
+
+def _relative(box: Box, origin: Box) -> Box:
+    return tuple((s - o, e - o) for (s, e), (o, _) in zip(box, origin, strict=True))
+
+
+def _index(box: Box) -> tuple[slice, ...]:
+    return tuple(slice(start, stop) for start, stop in box)
+
+
+def _check_full_shape(spec: SliceSpec, full_shape: tuple[int, ...], what: str) -> None:
+    if spec.full_shape != full_shape:
+        raise SliceSpecError(
+            f"{what} {spec.format()!r} is a slice of shape {list(spec.full_shape)},"
+            f" not of {list(full_shape)} (slices must describe the same tensor)"
+        )
+
+
+def _first_overlap(boxes: Sequence[Box]) -> tuple[int, int] | None:
+    """Indices of two overlapping boxes, or None.
+
+    Sweeps along the axis with the most distinct starts, so the common case (all
+    slices cut along one axis) costs a sort, not all pairs.
+    """
+    live = [i for i, b in enumerate(boxes) if _volume(b) > 0]
+    if len(live) < 2:
+        return None
+    rank = len(boxes[live[0]])
+    axis = max(range(rank), key=lambda a: (len({boxes[i][a][0] for i in live}), -a)) if rank else 0
+    order = sorted(live, key=lambda i: (boxes[i][axis][0] if rank else 0, i))
+    for pos, i in enumerate(order):
+        stop = boxes[i][axis][1] if rank else 1
+        for j in order[pos + 1 :]:
+            if rank and boxes[j][axis][0] >= stop:
+                break
+            if _intersect(boxes[i], boxes[j]) is not None:
+                return (min(i, j), max(i, j))
+    return None
+
+
+def _check_tiling(specs: Sequence[SliceSpec], full_shape: tuple[int, ...]) -> None:
+    """Raise unless ``specs`` cover ``full_shape`` exactly once."""
+    for spec in specs:
+        _check_full_shape(spec, full_shape, "slice")
+    boxes = [slice_box(s) for s in specs]
+    pair = _first_overlap(boxes)
+    if pair is not None:
+        a, b = (specs[i].format() for i in pair)
+        raise PartitionError(f"slices {a!r} and {b!r} overlap (each element must be stored once)")
+    covered = sum(_volume(b) for b in boxes)
+    total = _volume(tuple((0, d) for d in full_shape))
+    if covered != total:
+        raise PartitionError(
+            f"slices cover {covered} of the {total} elements of a tensor of shape"
+            f" {list(full_shape)} (a slice is missing)"
+        )
+
+
+def split_tensor(x: NDArray[Any], slices: Sequence[SliceSpec]) -> list[NDArray[Any]]:
+    """Cut ``x`` into ``slices`` (views into ``x``; copy them if ``x`` will change).
+
+    >>> x = np.arange(20).reshape(10, 2)
+    >>> [p.shape for p in split_tensor(x, even_partition(x.shape, 0, 3))]
+    [(4, 2), (3, 2), (3, 2)]
+
+    Raises:
+        SliceSpecError: if a slice is not a slice of a tensor of ``x``'s shape.
+    """
+    shape = tuple(int(d) for d in x.shape)
+    for spec in slices:
+        _check_full_shape(spec, shape, "slice")
+    return [x[_index(slice_box(spec))] for spec in slices]
+
+
+def _check_parts(
+    parts: Sequence[tuple[SliceSpec, NDArray[Any]]], full_shape: tuple[int, ...]
+) -> np.dtype[Any]:
+    if not parts:
+        raise PartitionError(f"no slices given for a tensor of shape {list(full_shape)}")
+    dtype = parts[0][1].dtype
+    for spec, arr in parts:
+        _check_full_shape(spec, full_shape, "slice")
+        if tuple(arr.shape) != spec.shape:
+            raise PartitionError(
+                f"slice {spec.format()!r} holds an array of shape {list(arr.shape)},"
+                f" expected {list(spec.shape)}"
+            )
+        if arr.dtype != dtype:
+            raise PartitionError(
+                f"slice {spec.format()!r} has dtype {arr.dtype}, other slices {dtype}"
+                " (all slices of a tensor share one dtype)"
+            )
+    _check_tiling([spec for spec, _ in parts], full_shape)
+    return dtype
+
+
+def merge_slices(
+    parts: Sequence[tuple[SliceSpec, NDArray[Any]]], full_shape: Sequence[int]
+) -> NDArray[Any]:
+    """Assemble the full tensor from its slices.
+
+    The slices must tile ``full_shape``: every element exactly once.
+
+    Raises:
+        SliceSpecError: if a slice belongs to a tensor of another shape.
+        PartitionError: on a gap, an overlap, a wrongly shaped array, mixed dtypes,
+            or no slices at all.
+    """
+    shape = tuple(int(d) for d in full_shape)
+    dtype = _check_parts(parts, shape)
+    out = np.empty(shape, dtype=dtype)
+    for spec, arr in parts:
+        out[_index(slice_box(spec))] = arr
+    return out
+
+
+def even_partition(full_shape: Sequence[int], axis: int, count: int) -> list[SliceSpec]:
+    """The slices TensorFlow's partitioners make: ``count`` parts along ``axis``.
+
+    Part sizes are ``ceil`` then ``floor`` of ``dim / count``, larger parts first
+    (10 rows in 3 parts: 4, 3, 3), and every other dimension is spelled out as
+    ``0,d`` the way the Python ``Saver`` writes it.
+
+    >>> [s.format() for s in even_partition((10, 4), 0, 3)]
+    ['10 4 0,4:0,4', '10 4 4,3:0,4', '10 4 7,3:0,4']
+
+    TensorFlow's ``fixed_size_partitioner`` lowers a count above the dimension's
+    size to that size; pass ``min(count, dim)`` to do the same.
+
+    Raises:
+        PartitionError: for a scalar shape, an axis out of range, or a count below 1
+            or above the dimension's size.
+    """
+    shape = tuple(int(d) for d in full_shape)
+    rank = len(shape)
+    if rank == 0:
+        raise PartitionError("a scalar cannot be partitioned (rank must be at least 1)")
+    if not -rank <= axis < rank:
+        raise PartitionError(f"axis {axis} is out of range for a tensor of rank {rank}")
+    axis %= rank
+    dim = shape[axis]
+    if count < 1 or count > max(dim, 1):
+        raise PartitionError(
+            f"cannot cut a dimension of size {dim} into {count} parts"
+            f" (use 1 to {max(dim, 1)} parts)"
+        )
+    small, extra = divmod(dim, count)
+    slices = []
+    start = 0
+    for i in range(count):
+        length = small + (1 if i < extra else 0)
+        extents = tuple((start, length) if a == axis else (0, d) for a, d in enumerate(shape))
+        slices.append(SliceSpec(shape, extents))
+        start += length
+    return slices
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePiece:
+    """One stored piece's contribution to a requested slice.
+
+    Attributes:
+        index: the position of the stored piece in the list given to :func:`plan_slice`.
+        source: the stored slice (``None`` when the tensor is stored whole).
+        source_box: the part to take, relative to the stored piece.
+        target_box: where it goes, relative to the requested slice.
+    """
+
+    index: int
+    source: SliceSpec | None
+    source_box: Box
+    target_box: Box
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePlan:
+    """Which stored pieces feed one requested slice, and how.
+
+    Attributes:
+        target: the requested slice.
+        pieces: the stored pieces that overlap it, in stored order.
+        direct: whether one stored piece is exactly the requested slice, so its
+            bytes can be copied as they are (it is then the only piece).
+    """
+
+    target: SliceSpec
+    pieces: tuple[SlicePiece, ...]
+    direct: bool = False
+
+
+def plan_slice(
+    source_stored: Sequence[SliceSpec] | None,
+    full_shape: Sequence[int],
+    target: SliceSpec,
+) -> SlicePlan:
+    """Say which stored pieces of a tensor feed ``target`` and which boxes to copy.
+
+    Args:
+        source_stored: the stored slices of the source tensor, or ``None`` (or an
+            empty sequence) when it is stored whole.
+        full_shape: the full shape of the tensor.
+        target: the requested slice.
+
+    Returns:
+        A plan whose pieces cover ``target`` exactly once. A stored piece equal to
+        the target is used alone (TensorFlow's direct path).
+
+    Raises:
+        SliceSpecError: if a slice belongs to a tensor of another shape.
+        PartitionError: if the stored pieces overlap inside ``target`` or leave part
+            of it uncovered.
+    """
+    shape = tuple(int(d) for d in full_shape)
+    _check_full_shape(target, shape, "requested slice")
+    stored: list[SliceSpec | None] = list(source_stored) if source_stored else [None]
+    boxes = []
+    for spec in stored:
+        if spec is not None:
+            _check_full_shape(spec, shape, "stored slice")
+        boxes.append(tuple((0, d) for d in shape) if spec is None else slice_box(spec))
+    tbox = slice_box(target)
+    for i, (spec, box) in enumerate(zip(stored, boxes, strict=True)):
+        if box == tbox:
+            whole = tuple((0, e - s) for s, e in box)
+            return SlicePlan(target, (SlicePiece(i, spec, whole, whole),), direct=True)
+    pieces = []
+    for i, (spec, box) in enumerate(zip(stored, boxes, strict=True)):
+        inter = _intersect(box, tbox)
+        if inter is not None:
+            pieces.append(SlicePiece(i, spec, _relative(inter, box), _relative(inter, tbox)))
+    pair = _first_overlap([p.target_box for p in pieces])
+    if pair is not None:
+        raise PartitionError(
+            f"stored slices {pair[0]} and {pair[1]} overlap inside {target.format()!r}"
+        )
+    covered = sum(_volume(p.target_box) for p in pieces)
+    if covered != _volume(tbox):
+        raise PartitionError(
+            f"stored slices cover {covered} of the {_volume(tbox)} elements of"
+            f" {target.format()!r} (the checkpoint lacks part of this tensor)"
+        )
+    return SlicePlan(target, tuple(pieces))
+
+
+def assemble_slice(plan: SlicePlan, stored: Sequence[NDArray[Any]]) -> NDArray[Any]:
+    """Carry out a :class:`SlicePlan`: build the requested slice from the stored arrays.
+
+    Args:
+        plan: the plan from :func:`plan_slice`.
+        stored: the stored pieces' arrays, in the order given to :func:`plan_slice`.
+
+    Raises:
+        PartitionError: if an array the plan needs is missing or has the wrong shape.
+    """
+    if not stored:
+        raise PartitionError(f"no stored arrays given for {plan.target.format()!r}")
+    if plan.direct:
+        index = plan.pieces[0].index
+        if index >= len(stored) or tuple(stored[index].shape) != plan.target.shape:
+            raise PartitionError(
+                f"stored piece {index} must be the requested slice {plan.target.format()!r}"
+            )
+        return stored[index]
+    first = plan.pieces[0].index if plan.pieces else 0
+    if first >= len(stored):
+        raise PartitionError(f"stored piece {first} is missing (got {len(stored)})")
+    out = np.empty(plan.target.shape, dtype=stored[first].dtype)
+    for piece in plan.pieces:
+        if piece.index >= len(stored):
+            raise PartitionError(f"stored piece {piece.index} is missing (got {len(stored)})")
+        arr = stored[piece.index]
+        want = tuple(e for _, e in piece.source_box)
+        if arr.ndim != len(want) or any(a < w for a, w in zip(arr.shape, want, strict=True)):
+            raise PartitionError(
+                f"stored piece {piece.index} has shape {list(arr.shape)}, too small for"
+                f" box {[list(b) for b in piece.source_box]}"
+            )
+        out[_index(piece.target_box)] = arr[_index(piece.source_box)]
+    return out
+
+
+def repartition(
+    parts: Sequence[tuple[SliceSpec, NDArray[Any]]],
+    full_shape: Sequence[int],
+    targets: Sequence[SliceSpec],
+) -> list[NDArray[Any]]:
+    """Re-cut a tensor stored as ``parts`` into ``targets``, one target at a time.
+
+    Memory is bounded by the largest target, not the full tensor.
+
+    Raises:
+        SliceSpecError: if a slice belongs to a tensor of another shape.
+        PartitionError: if ``parts`` do not tile the tensor (see :func:`merge_slices`).
+    """
+    shape = tuple(int(d) for d in full_shape)
+    _check_parts(parts, shape)
+    specs = [spec for spec, _ in parts]
+    arrays = [arr for _, arr in parts]
+    out = []
+    for target in targets:
+        plan = plan_slice(specs, shape, target)
+        out.append(np.array(assemble_slice(plan, arrays), copy=True))
+    return out
+
+
+def byte_ranges(
+    full_shape: Sequence[int],
+    itemsize: int,
+    target: SliceSpec,
+    *,
+    max_ranges: int = MAX_BYTE_RANGES,
+) -> list[tuple[int, int]] | None:
+    """The contiguous ``(offset, size)`` byte runs of ``target`` in a C-order tensor.
+
+    Concatenated in order, the runs are the bytes of ``x[target]`` for a tensor
+    ``x`` of ``full_shape`` stored in C order with ``itemsize`` bytes per element,
+    so a writer can copy them without decoding. A slice along the first axis with
+    whole trailing dimensions is one run; a slice along axis 1 is one run per row.
+
+    >>> byte_ranges((6, 4), 4, SliceSpec.parse("6 4 2,3:0,4"))
+    [(32, 48)]
+    >>> byte_ranges((3, 4), 4, SliceSpec.parse("3 4 0,3:1,2"))
+    [(4, 8), (20, 8), (36, 8)]
+
+    Returns:
+        The runs in increasing offset order (empty for an empty slice), or
+        ``None`` when they would number more than ``max_ranges`` or the elements
+        have no fixed size (``itemsize == 0``, strings).
+
+    Raises:
+        SliceSpecError: if ``target`` is not a slice of ``full_shape`` or
+            ``itemsize`` is negative.
+    """
+    shape = tuple(int(d) for d in full_shape)
+    _check_full_shape(target, shape, "slice")
+    if itemsize < 0:
+        raise SliceSpecError(f"itemsize {itemsize} is negative")
+    if itemsize == 0:
+        return None
+    box = slice_box(target)
+    if _volume(box) == 0:
+        return []
+    # The innermost axis that is not taken whole decides the run length.
+    cut = len(shape) - 1
+    while cut >= 0 and box[cut] == (0, shape[cut]):
+        cut -= 1
+    strides = [itemsize] * (len(shape) + 1)
+    for a in range(len(shape) - 1, -1, -1):
+        strides[a] = strides[a + 1] * shape[a]
+    if cut < 0:
+        return [(0, strides[0])]
+    run = (box[cut][1] - box[cut][0]) * strides[cut + 1]
+    outer = box[:cut]
+    if _volume(outer) > max_ranges:
+        return None
+    base = box[cut][0] * strides[cut + 1]
+    return [
+        (base + sum(i * strides[a + 1] for a, i in enumerate(idx)), run)
+        for idx in itertools.product(*(range(s, e) for s, e in outer))
+    ]
