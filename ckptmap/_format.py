@@ -31,9 +31,9 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     ``google_crc32c.extend`` takes only read-only buffers; other buffers are
     viewed (not copied) through numpy.
     """
-    if not isinstance(data, bytes):
-        data = np.frombuffer(data, dtype=np.uint8)
-    return int(google_crc32c.extend(crc, data))
+    if isinstance(data, bytes):
+        return int(google_crc32c.extend(crc, data))
+    return int(google_crc32c.extend(crc, np.frombuffer(data, dtype=np.uint8)))
 
 
 def mask_crc(crc: int) -> int:

@@ -229,7 +229,7 @@ def test_update_flag_equal_to_field_default_changes_nothing() -> None:
 
 
 def test_update_works_on_frozen_options_and_converts_enum_names() -> None:
-    opts = RemapOptions(old=Path("a"), new_graph=Path("g"), out=Path("o"), shards=4)
+    opts = RemapOptions(old=Path("a"), new_graph=Path("g"), out="o", shards=4)
     updated = update(opts, {"shards": 2, "force": True, "on_existing_assets": "COPY"})
     assert (updated.shards, updated.force) == (4, True)
     assert updated.on_existing_assets is AssetMode.COPY
@@ -237,7 +237,7 @@ def test_update_works_on_frozen_options_and_converts_enum_names() -> None:
 
 
 def test_update_unknown_enum_name_is_a_usage_error() -> None:
-    opts = RemapOptions(old=Path("a"), new_graph=Path("g"), out=Path("o"))
+    opts = RemapOptions(old=Path("a"), new_graph=Path("g"), out="o")
     with pytest.raises(UsageError) as err:
         update(opts, {"on_existing_assets": "hardlink"})
     assert str(err.value) == "'hardlink' is not a AssetMode (expected one of link, copy, skip)"
@@ -347,7 +347,7 @@ def test_link_to_an_option_of_another_name_on_frozen_options() -> None:
     class WriterSettings:
         num_shards: int = 1
 
-    opts = RemapOptions(old=Path("a"), new_graph=Path("g"), out=Path("o"), shards=3)
+    opts = RemapOptions(old=Path("a"), new_graph=Path("g"), out="o", shards=3)
     assert apply_links(WriterSettings(), opts) == WriterSettings(num_shards=3)
     assert apply_links(WriterSettings(num_shards=2), opts) == WriterSettings(num_shards=2)
 
@@ -398,7 +398,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
         ),
         ("candidate_cutoff", "[float; default: 0.6]"),
         ("saver", '[str; default: ""]'),
-        ("out", "The output checkpoint prefix. [path; required]"),
+        ("out", "model folder with a 'checkpoint' state file. [str; required]"),
         ("alias_map", "[path; default: none]"),
         ("on_existing_assets", "[enum; default: link]"),
         ("rules", "[list of str; repeat the option]"),
@@ -567,7 +567,7 @@ def test_resolve_builds_typed_options(tmp_path: Path) -> None:
     assert opts == RemapOptions(
         old=tmp_path / "conf" / "ckpt/model",  # relative to the config file
         new_graph=tmp_path / "conf" / "graph.pbtxt",
-        out=Path("out/model"),  # relative to the current folder
+        out="out/model",  # relative to the current folder
         rules=("a=b", "c{1,2}=d"),
         shards=2,  # the [remap] table wins over the shared key
         on_existing_assets=AssetMode.SKIP,
@@ -624,7 +624,7 @@ def test_cli_values_from_library_callers_are_typed() -> None:
 
 
 def test_to_json_schema() -> None:
-    data = _resolve(cli={"on_existing_assets": AssetMode.COPY, "out": Path("o")}).to_json()
+    data = _resolve(cli={"on_existing_assets": AssetMode.COPY, "out": "o"}).to_json()
     assert data["command"] == "remap"
     assert data["config"] is None
     assert data["options"]["on_existing_assets"] == {"value": "copy", "source": "cli"}

@@ -369,7 +369,7 @@ def test_a_command_written_as_docs_options_md_shows(
         RemapOptions(
             old=tmp_path / "ckpt/model",
             new_graph=Path("g.pbtxt"),
-            out=Path("new/model"),
+            out="new/model",
             rules=("a=b",),
             shards=1,
             on_existing_assets=AssetMode.SKIP,

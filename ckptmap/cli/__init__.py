@@ -33,8 +33,12 @@ def main(verbose: int) -> None:
 def _register() -> None:
     from ckptmap.cli.config_cmd import config_command
     from ckptmap.cli.inspect_cmd import inspect_command
+    from ckptmap.cli.remap_cmd import alias_command, check_command, remap_command
 
     main.add_command(inspect_command)
+    main.add_command(check_command)
+    main.add_command(remap_command)
+    main.add_command(alias_command)
     main.add_command(config_command)
 
 

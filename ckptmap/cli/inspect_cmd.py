@@ -7,17 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.measure import Measurement
 from rich.table import Table
 
 from ckptmap.cli._output import console, reported_errors
+from ckptmap.cli._render import display_key, human_bytes, print_table, shape_text
 
 if TYPE_CHECKING:  # the library (and numpy) load only when the command runs
     from ckptmap.inspect import InspectReport, TensorInfo
 
 _PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summarizing with "..."
-_UNLIMITED_WIDTH = 1 << 16  # measure tables as if the terminal were this wide
-_BINARY_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 
 
 @click.command("inspect")
@@ -105,7 +103,7 @@ def _print_report(report: InspectReport) -> None:
     table.add_column("name", footer=f"{count} tensor{'s' if count != 1 else ''}", overflow="fold")
     table.add_column("dtype")
     table.add_column("shape")
-    table.add_column("size", justify="right", footer=_human_bytes(report.total_bytes))
+    table.add_column("size", justify="right", footer=human_bytes(report.total_bytes))
     table.add_column("slices")
     table.add_column("shard", justify="right")
     if report.with_stats:
@@ -113,10 +111,10 @@ def _print_report(report: InspectReport) -> None:
             table.add_column(column, justify="right")
     for t in report.tensors:
         row = [
-            _display(t.name),
+            display_key(t.name),
             t.dtype,
-            _shape(t.shape),
-            _human_bytes(t.nbytes),
+            shape_text(t.shape),
+            human_bytes(t.nbytes),
             _partition(t),
             str(t.shard)
             if t.shard is not None
@@ -125,7 +123,7 @@ def _print_report(report: InspectReport) -> None:
         if report.with_stats:
             row += _stats_cells(t)
         table.add_row(*row)
-    _print_table(table)
+    print_table(table)
     if report.verified:
         console.print("CRC32C: every tensor matches its stored checksum.")
     if report.assets:
@@ -134,28 +132,13 @@ def _print_report(report: InspectReport) -> None:
             assets.add_column(column, justify="right" if column in ("ps", "size") else "left")
         for a in report.assets:
             assets.add_row(
-                _display(a.name),
+                display_key(a.name),
                 a.kind,
                 "" if a.ps_index is None else str(a.ps_index),
-                _human_bytes(a.size),
+                human_bytes(a.size),
                 "yes" if a.legacy else "",
             )
-        _print_table(assets)
-
-
-def _print_table(table: Table) -> None:
-    """Print a table; when stdout is not a terminal, as wide as it needs (no truncation)."""
-    if console.is_terminal:
-        console.print(table)
-        return
-    unlimited = console.options.update_width(_UNLIMITED_WIDTH)
-    natural = Measurement.get(console, unlimited, table).maximum
-    saved = console.width
-    console.width = max(saved, natural)  # print() never goes wider than the console
-    try:
-        console.print(table)
-    finally:
-        console.width = saved
+        print_table(assets)
 
 
 def _print_values(report: InspectReport) -> None:
@@ -164,7 +147,7 @@ def _print_values(report: InspectReport) -> None:
     (t,) = report.tensors
     if report.values is None:  # inspect_checkpoint always reads the tensor it was given
         return
-    console.print(f"{_display(t.name)}  {t.dtype}  {_shape(t.shape)}")
+    console.print(f"{display_key(t.name)}  {t.dtype}  {shape_text(t.shape)}")
     with np.printoptions(threshold=_PRINT_THRESHOLD):
         console.print(np.array2string(report.values), soft_wrap=True)
     if t.stats is not None:
@@ -195,23 +178,3 @@ def _number(value: float | int | None) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.6g}"
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
-
-
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in _BINARY_UNITS:
-        if value < 1024 or unit == _BINARY_UNITS[-1]:
-            if unit == "bytes":
-                return "1 byte" if size == 1 else f"{size} bytes"
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"  # pragma: no cover - the loop always returns
-
-
-def _display(name: str) -> str:
-    """A key for the terminal: bytes that are not UTF-8 shown as \\x escapes."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -52,6 +52,8 @@ def _option(spec: OptionSpec) -> Callable[[F], F]:
         kwargs["type"] = click.Path(path_type=Path)
     elif spec.kind == "list":
         kwargs.update(type=str, multiple=True, metavar="TEXT")
+        if flag.endswith("s"):  # a repeatable option also answers to its singular: --rule
+            return click.option(flag, flag[:-1], spec.name, **kwargs)
     else:
         kwargs["type"] = {"bool": bool, "int": int, "float": float, "str": str}[spec.kind]
     return click.option(flag, spec.name, **kwargs)

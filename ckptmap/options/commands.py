@@ -73,6 +73,8 @@ class CheckOptions:
     :param json: print a JSON report instead of tables.
     :param quiet: print nothing but errors; the exit status tells the result.
     :param explain: show why each variable got its source.
+    :param junit: also write the report as a JUnit XML file here (one test
+        case per key the new model restores), for CI dashboards.
     """
 
     old: Path
@@ -89,13 +91,16 @@ class CheckOptions:
     json: bool = False
     quiet: bool = False
     explain: bool = False
+    junit: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RemapOptions(CheckOptions):
     """Options of ``ckptmap remap``: those of ``check``, and where and how to write.
 
-    :param out: the output checkpoint prefix.
+    :param out: the output: a checkpoint prefix (new/model.ckpt-100), or a
+        folder (an existing one, or a path ending in /) that becomes a model
+        folder with a 'checkpoint' state file.
     :param dry_run: plan only: report what would be written and write nothing.
     :param force: overwrite an existing output checkpoint.
     :param shards: the number of .data shards to write.
@@ -106,7 +111,7 @@ class RemapOptions(CheckOptions):
         copy them, or skip them.
     """
 
-    out: Path
+    out: str
     dry_run: bool = False
     force: bool = False
     shards: int = 1

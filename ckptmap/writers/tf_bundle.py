@@ -33,6 +33,7 @@ import logging
 import math
 import operator
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from ckptmap.dtypes import BY_ENUM, DT_STRING, DType, dtype_from_numpy
 from ckptmap.errors import (
     CkptmapError,
     CorruptCheckpointError,
+    MissingInputError,
     OutputError,
     OutputExistsError,
     UsageError,
@@ -156,6 +158,7 @@ class _Shard:
     temp: Path
     file: IO[bytes]
     size: int = 0
+    linked: bool = False  # an existing data file taken over by add_linked_shard()
 
 
 class BundleWriter:
@@ -523,6 +526,88 @@ class BundleWriter:
             seen.add(spec.extents)
         self._entries[kb] = Entry(kb, dt, dims, slices=specs)
 
+    def add_linked_shard(self, src: PathLike) -> tuple[int, bool]:
+        """Take an existing data file over as one more shard, without copying its bytes.
+
+        The file is hard-linked under a temporary name and renamed into place
+        with the other shards at :meth:`commit`; its bytes are never rewritten
+        (checkpoint files are immutable once written, and neither ckptmap nor
+        TensorFlow modifies one in place). Where a hard link is impossible
+        (another filesystem, no permission), the file is copied instead.
+        Entries point into it with :meth:`add_reference`.
+
+        Returns:
+            ``(shard id, True)`` when linked, ``(shard id, False)`` when copied.
+
+        Raises:
+            MissingInputError: if ``src`` does not exist.
+            UsageError: combined with ``max_shard_bytes``.
+            OutputError: if neither a link nor a copy can be made.
+        """
+        self._check_open()
+        if self._max_shard_bytes is not None:
+            raise UsageError("linked shards cannot be combined with max_shard_bytes")
+        source = Path(src)
+        if not source.is_file():
+            raise MissingInputError(source, "data shard not found (is the checkpoint complete?)")
+        index = len(self._shards)
+        temp = temp_path(self._prefix, self._token, f"-data-{index}")
+        linked = True
+        try:
+            try:
+                os.link(source, temp)
+            except OSError:
+                linked = False
+                shutil.copyfile(source, temp)
+            file = open(temp, "rb")  # noqa: SIM115 - closed at commit/abort
+        except OSError as err:
+            remove_quietly(temp)
+            raise self._fail(self._prefix, err, "cannot link or copy a data shard") from err
+        self._temps.append(temp)
+        self._shards.append(_Shard(temp, file, size=os.fstat(file.fileno()).st_size, linked=True))
+        return index, linked
+
+    def add_reference(
+        self,
+        key: KeyLike,
+        shard: int,
+        offset: int,
+        size: int,
+        *,
+        dtype: DTypeLike,
+        shape: Sequence[int],
+        crc32c: int,
+    ) -> None:
+        """Add an entry for bytes already present in a linked shard.
+
+        Args:
+            key: the entry's key.
+            shard: a shard id returned by :meth:`add_linked_shard`.
+            offset: where the tensor's bytes start in that file.
+            size: their length.
+            dtype: the tensor's dtype.
+            shape: the tensor's shape.
+            crc32c: the unmasked CRC32C of those bytes (the caller computed or
+                verified it; this method reads nothing).
+
+        Raises:
+            UsageError: if ``shard`` is not a linked shard, the range lies past
+                its end, or ``size`` disagrees with dtype and shape.
+        """
+        self._check_open()
+        kb = self._new_key(key)
+        dt = check_dtype(dtype, where(kb))
+        dims = check_shape(shape, where(kb))
+        offset, size = check_range(offset, size, where(kb))
+        check_size(dt, dims, size, where(kb))
+        if not (0 <= shard < len(self._shards) and self._shards[shard].linked):
+            raise UsageError(f"{where(kb)}: shard {shard} is not a linked shard")
+        if offset + size > self._shards[shard].size:
+            raise UsageError(
+                f"{where(kb)}: bytes {offset}..{offset + size} lie past the end of shard {shard}"
+            )
+        self._entries[kb] = Entry(kb, dt, dims, shard, offset, size, mask_crc(crc32c))
+
     # ------------------------------------------------------------------ commit / abort
 
     def commit(self) -> CommitResult:
@@ -730,13 +815,16 @@ class BundleWriter:
             return len(self._shards) - 1
         count = len(self._shards)
         if shard is None:
-            return min(range(count), key=lambda i: (self._shards[i].size, i))
+            own = [i for i in range(count) if not self._shards[i].linked]
+            return min(own, key=lambda i: (self._shards[i].size, i))
         try:
             sid = operator.index(shard)
         except TypeError:
             raise UsageError(f"shard must be an integer, not {shard!r}") from None
         if not 0 <= sid < count:
             raise UsageError(f"shard {sid} does not exist (this writer has {count} shards)")
+        if self._shards[sid].linked:
+            raise UsageError(f"shard {sid} is a linked file; nothing can be written into it")
         return sid
 
     def _write_chunks(self, sid: int, chunks: Sequence[Any]) -> int:

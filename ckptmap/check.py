@@ -1,0 +1,164 @@
+"""``check``: would the new model restore from this checkpoint (through ckptmap)?
+
+A check is a remap plan without the writing: it reads the old checkpoint's
+index and the new model's description, never tensor data, and reports every
+key the new model restores that has no source, or a source of another shape or
+dtype, with candidates and a rule or alias-map entry that would fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.etree import ElementTree
+
+from ckptmap.naming import Rule
+from ckptmap.remap import RemapPlan, plan_remap
+from ckptmap.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The verdict of a check and everything behind it.
+
+    Attributes:
+        plan: the remap plan the check made.
+    """
+
+    plan: RemapPlan
+
+    @property
+    def ok(self) -> bool:
+        """True when every key the new model restores has a source of matching shape and dtype."""
+        return self.plan.complete
+
+    @property
+    def restores_directly(self) -> bool:
+        """True when the old checkpoint restores into the new model as it is, without a remap."""
+        return self.plan.alias.is_identity and all(
+            t.action == "copy" or t.dtype.copyable for t in self.plan.tensors
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON (schema in docs/json-schema.md)."""
+        alias = self.plan.alias.to_json()
+        return {
+            "ok": self.ok,
+            "old": str(self.plan.old_prefix),
+            "new": self.plan.new_source,
+            "restores_directly": self.restores_directly,
+            "counts": {
+                "keys": len(self.plan.tensors)
+                + len(alias["unresolved"])
+                + len(alias["mismatched"])
+                + len(alias["dropped"]),
+                "resolved": len(self.plan.tensors),
+                "unresolved": len(alias["unresolved"]),
+                "mismatched": len(alias["mismatched"]),
+                "dropped": len(alias["dropped"]),
+                "unused_old": len(alias["unused_old"]),
+            },
+            "resolved": [
+                {"key": t.key, "source": t.source, "reason": t.reason, "action": t.action}
+                for t in self.plan.tensors
+            ],
+            "unresolved": alias["unresolved"],
+            "mismatched": alias["mismatched"],
+            "dropped": alias["dropped"],
+            "unused_old": alias["unused_old"],
+            "suggested_rules": alias["suggested_rules"],
+            "suggested_alias_map": {
+                u["new_key"]: next(iter(u["suggested_entry"].values()))
+                for u in alias["unresolved"]
+                if u["suggested_entry"]
+            },
+        }
+
+    def to_junit(self) -> str:
+        """The report as JUnit XML: one test case per key the new model restores."""
+        data = self.to_json()
+        suite = ElementTree.Element(
+            "testsuite",
+            name="ckptmap check",
+            tests=str(data["counts"]["keys"]),
+            failures=str(data["counts"]["unresolved"] + data["counts"]["mismatched"]),
+            errors="0",
+            skipped=str(data["counts"]["dropped"]),
+        )
+        cases: list[tuple[str, ElementTree.Element]] = []
+        for item in data["resolved"]:
+            case = ElementTree.Element("testcase", classname="restore", name=item["key"])
+            out = ElementTree.SubElement(case, "system-out")
+            out.text = f"from {item['source']} ({item['reason']}, {item['action']})"
+            cases.append((item["key"], case))
+        for item in data["unresolved"]:
+            case = ElementTree.Element("testcase", classname="restore", name=item["new_key"])
+            fail = ElementTree.SubElement(
+                case, "failure", message="no source in the old checkpoint", type="unresolved"
+            )
+            lines = [
+                f"{c['old_key']} (score {c['score']:.2f}: {c['why']})" for c in item["candidates"]
+            ]
+            if item["suggested_rule"]:
+                lines.append(f"suggested rule: --rule '{item['suggested_rule']}'")
+            fail.text = "\n".join(lines) or "no candidate of the same shape and dtype"
+            cases.append((item["new_key"], case))
+        for item in data["mismatched"]:
+            case = ElementTree.Element("testcase", classname="restore", name=item["new_key"])
+            ElementTree.SubElement(
+                case, "failure", message=f"{item['old_key']}: {item['what']}", type="mismatched"
+            )
+            cases.append((item["new_key"], case))
+        for item in data["dropped"]:
+            case = ElementTree.Element("testcase", classname="restore", name=item["new_key"])
+            ElementTree.SubElement(case, "skipped", message=item["why"])
+            cases.append((item["new_key"], case))
+        for _, case in sorted(cases, key=lambda c: c[0]):
+            suite.append(case)
+        ElementTree.indent(suite)
+        return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def check(
+    old: str | os.PathLike[str],
+    new_graph: str | os.PathLike[str] | ModelSpec,
+    *,
+    step: int | None = None,
+    alias_map: str | os.PathLike[str] | Mapping[str, str] | None = None,
+    rules: Sequence[str | Rule] = (),
+    auto: bool = True,
+    clear_nn: bool = False,
+    continue_training: bool = False,
+    saver: str | None = None,
+) -> CheckReport:
+    """Check that every key the new model restores can be fed from the old checkpoint.
+
+    Reads the old index and the new model's description only. Arguments as in
+    :func:`ckptmap.remap.plan_remap`.
+
+    Returns:
+        The report; ``report.ok`` is the verdict.
+
+    Raises:
+        InputError: unreadable old checkpoint or new model.
+        AliasError: invalid alias map or rule.
+
+    Example:
+        >>> report = check("old_model/", "new/graph.pbtxt")  # doctest: +SKIP
+        >>> report.ok  # doctest: +SKIP
+        True
+    """
+    plan = plan_remap(
+        old,
+        new_graph,
+        step=step,
+        alias_map=alias_map,
+        rules=rules,
+        auto=auto,
+        clear_nn=clear_nn,
+        continue_training=continue_training,
+        saver=saver,
+    )
+    return CheckReport(plan)

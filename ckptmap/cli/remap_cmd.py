@@ -1,0 +1,209 @@
+"""``ckptmap check``, ``ckptmap remap`` and ``ckptmap alias``: plan, verify and migrate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ckptmap.cli._output import console, err_console, reported_errors
+from ckptmap.cli._plan_view import print_explain, print_problems, summary_line, written_line
+from ckptmap.errors import OutputError
+from ckptmap.options import CheckOptions, RemapOptions, click_options, config_option, resolve_click
+
+if TYPE_CHECKING:
+    from ckptmap.remap import Progress, RemapPlan
+
+
+def _plan_args(opts: CheckOptions) -> dict[str, Any]:
+    return {
+        "step": opts.step,
+        "alias_map": opts.alias_map,
+        "rules": opts.rules,
+        "auto": opts.auto,
+        "clear_nn": opts.clear_nn,
+        "continue_training": opts.continue_training,
+        "saver": opts.saver or None,
+    }
+
+
+def _write_junit(path: Path, xml: str) -> None:
+    try:
+        path.write_text(xml, encoding="utf-8")
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write the JUnit report ({err.strerror or err})") from err
+
+
+@click.command("check")
+@click_options(CheckOptions)
+@config_option()
+@click.pass_context
+def check_command(ctx: click.Context, /, **_: object) -> None:
+    """Check that the new model would restore from the old checkpoint.
+
+    Reads the old checkpoint's index and the new model's graph only (no tensor
+    data), resolves every key the new model restores through the alias map,
+    the rules and the automatic heuristics, and reports keys with no source or
+    a source of another shape or dtype, with candidates and a rule to try.
+    Exit status 0 when everything resolves, 1 otherwise: made for CI.
+
+    \b
+    Examples:
+      ckptmap check --old model_dir/ --new-graph new/graph.pbtxt
+      ckptmap check --old model_dir/ --new-graph new/graph.pbtxt \\
+          --rule '^model_v2/(.*)$=model/{}' --junit check.xml
+      ckptmap check --old ckpt/model.ckpt-100 --new-graph new.meta --json
+    """
+    from ckptmap.check import check
+
+    with reported_errors():
+        opts = resolve_click(ctx, CheckOptions).options
+        report = check(opts.old, opts.new_graph, **_plan_args(opts))
+        if opts.junit is not None:
+            _write_junit(opts.junit, report.to_junit())
+        if opts.json:
+            click.echo(json.dumps(report.to_json(), indent=2))
+        elif not opts.quiet:
+            if opts.explain:
+                print_explain(report.plan)
+            print_problems(report.plan)
+            verdict = "OK" if report.ok else "FAIL"
+            console.print(f"{verdict}: {summary_line(report.plan)}")
+    ctx.exit(0 if report.ok else 1)
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Progress | None]:
+    """A bytes/s progress bar on stderr, only on a terminal and when not quiet."""
+    if not enabled or not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("remap", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _render_plan(plan: RemapPlan, opts: RemapOptions) -> None:
+    if opts.explain:
+        print_explain(plan)
+    print_problems(plan, to_stderr=not opts.dry_run)
+
+
+@click.command("remap")
+@click_options(RemapOptions)
+@config_option()
+@click.pass_context
+def remap_command(ctx: click.Context, /, **_: object) -> None:
+    """Write a checkpoint of the old model's values that the new model restores.
+
+    Plans every key the new model restores (as `check` does), then streams the
+    old tensors into a new checkpoint: unchanged tensors are copied as bytes,
+    partitioned ones are written sliced exactly as the new model's saver asks.
+    The output appears atomically (index last, then the state file); an
+    existing checkpoint is replaced only with --force; inputs are never
+    modified. With --dry-run nothing is written.
+
+    --out is a prefix (new/model.ckpt-100), or a folder (new_model/) that
+    becomes a model folder with a `checkpoint` state file.
+
+    \b
+    Examples:
+      ckptmap remap --old model_dir/ --new-graph new/graph.pbtxt --out new_dir/
+      ckptmap remap --old model_dir/ --new-graph new/graph.pbtxt --out new_dir/ \\
+          --rule '^model_v2/(.*)$=model/{}' --explain
+      ckptmap remap --old model_dir/ --new-graph new.meta --out new_dir/ --dry-run --json
+      ckptmap remap --old model_dir/ --new-graph new.pbtxt --out new_dir/ \\
+          --clear-nn --continue-training
+    """
+    from ckptmap.remap import execute, plan_remap
+
+    with reported_errors():
+        opts = resolve_click(ctx, RemapOptions).options
+        plan = plan_remap(opts.old, opts.new_graph, **_plan_args(opts))
+        if opts.junit is not None:
+            from ckptmap.check import CheckReport
+
+            _write_junit(opts.junit, CheckReport(plan).to_junit())
+        if opts.dry_run:
+            if opts.json:
+                click.echo(json.dumps(plan.to_json(), indent=2))
+            elif not opts.quiet:
+                _render_plan(plan, opts)
+                console.print(f"dry run, nothing written: {summary_line(plan)}")
+            ctx.exit(0 if plan.complete or opts.allow_missing else 1)
+        if not opts.quiet and not opts.json:
+            _render_plan(plan, opts)
+        with _progress(plan.summary()["bytes"], not opts.quiet and not opts.json) as progress:
+            result = execute(
+                plan,
+                opts.out,
+                force=opts.force,
+                shards=opts.shards,
+                allow_missing=opts.allow_missing,
+                assets=opts.on_existing_assets.value,
+                link=opts.link,
+                progress=progress,
+            )
+        data = result.to_json()
+        if opts.json:
+            click.echo(json.dumps(data, indent=2))
+        elif not opts.quiet:
+            for note in data["notes"]:
+                err_console.print(f"note: {note}")
+            console.print(written_line(data))
+
+
+@click.command("alias")
+@click_options(CheckOptions, skip=("json", "quiet", "explain", "junit"))
+@config_option()
+@click.pass_context
+def alias_command(ctx: click.Context, /, **_: object) -> None:
+    """Print the alias plan as JSON: new key -> old key, with reasons.
+
+    The output is meant to be reviewed, edited and passed back with
+    --alias-map: its "aliases" object is read as the explicit map. Unresolved
+    keys are listed with candidates and a suggested rule.
+
+    \b
+    Examples:
+      ckptmap alias --old model_dir/ --new-graph new/graph.pbtxt > aliases.json
+      ckptmap remap --old model_dir/ --new-graph new/graph.pbtxt \\
+          --alias-map aliases.json --no-auto --out new_dir/
+    """
+    from ckptmap.remap import plan_remap
+
+    with reported_errors():
+        opts = resolve_click(ctx, CheckOptions, "check").options
+        plan = plan_remap(opts.old, opts.new_graph, **_plan_args(opts))
+        alias = plan.alias.to_json()
+        doc = {
+            "old": str(plan.old_prefix),
+            "new": plan.new_source,
+            "aliases": {k: m["old_key"] for k, m in alias["matches"].items()},
+            "reasons": {k: m["reason"] for k, m in alias["matches"].items()},
+            "unresolved": alias["unresolved"],
+            "mismatched": alias["mismatched"],
+            "dropped": alias["dropped"],
+            "unused_old": alias["unused_old"],
+        }
+        click.echo(json.dumps(doc, indent=2))
+    ctx.exit(0 if plan.complete else 1)

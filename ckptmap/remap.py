@@ -1,0 +1,657 @@
+"""The migration: plan from indexes, then stream bytes into a new checkpoint.
+
+``plan_remap`` reads only the old checkpoint's index and the new model's
+description, and decides everything; ``execute`` writes what the plan says;
+``remap`` does both. ``check`` (in :mod:`ckptmap.check`) is ``plan_remap``
+plus a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ckptmap._format import crc32c, unmask_crc
+from ckptmap.alias import AliasPlan, plan_aliases
+from ckptmap.errors import (
+    AliasError,
+    CorruptCheckpointError,
+    MissingInputError,
+    OutputError,
+    OutputExistsError,
+    UnresolvedError,
+    UsageError,
+)
+from ckptmap.naming import Rule, parse_rule
+from ckptmap.plan import (
+    Method,
+    PiecePlan,
+    SourcePiece,
+    TensorPlan,
+    box_of,
+    overlapping,
+    plan_piece,
+    source_pieces,
+)
+from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+from ckptmap.spec import ModelSpec, TensorSpec
+from ckptmap.split import SliceSpec
+from ckptmap.writers.state import write_state_file
+from ckptmap.writers.tf_bundle import BundleWriter, slice_entry_key
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class RemapPlan:
+    """Everything a remap will do, decided from indexes alone.
+
+    Attributes:
+        old_prefix: the old checkpoint's prefix.
+        new_source: where the new model's description came from.
+        tensors: one plan per key the new model restores and that has a source.
+        alias: the alias plan the tensors were derived from.
+        unused_old: old keys that feed nothing (dropped from the output).
+        old_assets: asset files of the old checkpoint (travel with the output).
+        notes: non-fatal findings worth showing the user.
+    """
+
+    old_prefix: Path
+    new_source: str
+    tensors: tuple[TensorPlan, ...]
+    alias: AliasPlan
+    unused_old: tuple[str, ...] = ()
+    old_assets: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """True when every key the new model restores has a source of the right shape."""
+        return not self.alias.unresolved and not self.alias.mismatched
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the closing line of a remap."""
+        actions = [t.action for t in self.tensors]
+        return {
+            "tensors": len(self.tensors),
+            "renamed": sum(t.renamed for t in self.tensors),
+            "split": actions.count("split"),
+            "merged": actions.count("merge"),
+            "repartitioned": actions.count("repartition"),
+            "pieces_copied_as_bytes": sum(
+                p.method is not Method.ASSEMBLE for t in self.tensors for p in t.pieces
+            ),
+            "pieces_assembled": sum(
+                p.method is Method.ASSEMBLE for t in self.tensors for p in t.pieces
+            ),
+            "bytes": sum(t.nbytes for t in self.tensors),
+            "old_keys_dropped": len(self.unused_old),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "old": str(self.old_prefix),
+            "new": self.new_source,
+            "complete": self.complete,
+            "summary": self.summary(),
+            "tensors": [t.to_json() for t in self.tensors],
+            "alias": self.alias.to_json(),
+            "unused_old": list(self.unused_old),
+            "assets": [str(p) for p in self.old_assets],
+            "notes": list(self.notes),
+        }
+
+
+def load_alias_map(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read an explicit alias map: a JSON object ``{new name: old key}``.
+
+    The output of ``ckptmap alias`` is accepted too (its ``"aliases"`` member).
+
+    Raises:
+        MissingInputError: if the file does not exist.
+        AliasError: if it is not such a JSON object.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MissingInputError(p, "alias map not found (check the --alias-map path)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise AliasError(f"{p}: cannot read the alias map ({err})") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AliasError(
+            f"{p}: not JSON at line {err.lineno} column {err.colno} ({err.msg}); "
+            'an alias map is a JSON object {"new name": "old key"}'
+        ) from err
+    if isinstance(data, dict) and isinstance(data.get("aliases"), dict):
+        data = data["aliases"]
+    if not isinstance(data, dict):
+        raise AliasError(f'{p}: an alias map must be a JSON object {{"new name": "old key"}}')
+    out: dict[str, str] = {}
+    for new, old in data.items():
+        if isinstance(old, dict) and isinstance(old.get("source"), str):
+            old = old["source"]
+        if not isinstance(old, str):
+            raise AliasError(f"{p}: entry {new!r} must map to an old key (a string), not {old!r}")
+        out[str(new)] = old
+    return out
+
+
+def _load_new_spec(new_graph: str | os.PathLike[str] | ModelSpec, saver: str | None) -> ModelSpec:
+    if isinstance(new_graph, ModelSpec):
+        return new_graph
+    from ckptmap.readers.graph import read_model_spec
+
+    return read_model_spec(new_graph, saver=saver)
+
+
+def _old_specs(ckpt: Checkpoint) -> dict[str, TensorSpec]:
+    return ckpt.specs()
+
+
+def plan_remap(
+    old: str | os.PathLike[str] | Checkpoint,
+    new_graph: str | os.PathLike[str] | ModelSpec,
+    *,
+    step: int | None = None,
+    alias_map: str | os.PathLike[str] | Mapping[str, str] | None = None,
+    rules: Sequence[str | Rule] = (),
+    auto: bool = True,
+    clear_nn: bool = False,
+    continue_training: bool = False,
+    saver: str | None = None,
+) -> RemapPlan:
+    """Decide every output tensor of a remap, reading indexes and graphs only.
+
+    Args:
+        old: the old checkpoint (model folder, prefix or ``.index``), or an open one.
+        new_graph: the new model (graph.pbtxt, .pb, .meta, SavedModel folder, JSON
+            spec, a checkpoint of the new model) or a :class:`ModelSpec`.
+        step: with a model folder, the checkpoint of this global step.
+        alias_map: explicit ``{new name: old key}`` map, or a JSON file of one.
+        rules: ``PATTERN=FORMAT`` rules (strings or parsed :class:`Rule`).
+        auto: whether to generate aliases automatically (Monolith's heuristics).
+        clear_nn: do not restore the dense (NN) variables.
+        continue_training: with ``clear_nn``, keep ``global_step``.
+        saver: which saver of the new graph to read when it has several.
+
+    Returns:
+        The plan; ``plan.complete`` tells whether every key has a source.
+
+    Raises:
+        InputError: unreadable old checkpoint or new model.
+        AliasError: invalid alias map or rule.
+    """
+    ckpt = old if isinstance(old, Checkpoint) else open_checkpoint(old, step=step)
+    spec = _load_new_spec(new_graph, saver)
+    explicit = (
+        dict(alias_map)
+        if isinstance(alias_map, Mapping)
+        else (load_alias_map(alias_map) if alias_map is not None else None)
+    )
+    parsed_rules = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
+    old_specs = _old_specs(ckpt)
+    alias = plan_aliases(
+        old_specs,
+        spec,
+        explicit=explicit,
+        rules=parsed_rules,
+        auto=auto,
+        clear_nn=clear_nn,
+        continue_training=continue_training,
+    )
+    tensors: list[TensorPlan] = []
+    for key, match in alias.matches.items():
+        new = spec.keys[key]
+        src = old_specs[match.old_key]
+        if new.shape != src.shape or new.dtype.enum != src.dtype.enum:
+            continue  # listed in alias.mismatched
+        sources = source_pieces(src.shape, src.slices)
+        targets: Sequence[SliceSpec | None] = new.slices or (None,)
+        pieces = tuple(plan_piece(t, new.shape, new.dtype, sources) for t in targets)
+        tensors.append(
+            TensorPlan(
+                key=key,
+                dtype=new.dtype,
+                shape=new.shape,
+                source=match.old_key,
+                reason=match.reason,
+                sliced=bool(new.slices),
+                pieces=pieces,
+                source_sliced=bool(src.slices),
+            )
+        )
+    used = {t.source for t in tensors}
+    unused = tuple(k for k in old_specs if k not in used)
+    assets = tuple(a.path for a in ckpt.assets)
+    return RemapPlan(
+        old_prefix=ckpt.prefix,
+        new_source=spec.source,
+        tensors=tuple(tensors),
+        alias=alias,
+        unused_old=unused,
+        old_assets=assets,
+    )
+
+
+@dataclass(frozen=True)
+class RemapResult:
+    """What a remap wrote.
+
+    Attributes:
+        prefix: the output prefix.
+        files: the files written (data shards, index, state file, assets).
+        bytes_written: tensor bytes written into data shards.
+        plan: the plan that was carried out.
+    """
+
+    prefix: Path
+    files: tuple[Path, ...]
+    bytes_written: int
+    plan: RemapPlan
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.plan.to_json()
+        data["output"] = {
+            "prefix": str(self.prefix),
+            "files": [str(f) for f in self.files],
+            "bytes_written": self.bytes_written,
+        }
+        data["notes"] = list(self.plan.notes) + list(self.notes)
+        return data
+
+
+def resolve_output(out: str | os.PathLike[str], old_prefix: Path) -> tuple[Path, Path | None]:
+    """Turn ``--out`` into an output prefix and, for a model folder, the folder.
+
+    An existing folder, or a path ending in a separator, becomes a model folder:
+    the checkpoint is written under the old prefix's file name and a
+    ``checkpoint`` state file names it. Anything else is a prefix.
+    """
+    text = os.fspath(out)
+    path = Path(text)
+    if path.is_dir() or text.endswith((os.sep, "/")):
+        return path / old_prefix.name, path
+    return path, None
+
+
+def _check_output(prefix: Path, old_prefix: Path) -> None:
+    if prefix.resolve() == old_prefix.resolve():
+        raise UsageError(
+            f"{prefix}: the output prefix is the input checkpoint; choose another --out"
+        )
+    parent = prefix.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{parent}: exists and is not a folder; choose another --out")
+
+
+def _stored_entry(ckpt: Checkpoint, key: str, piece: SourcePiece) -> TensorEntry:
+    """The index entry holding the bytes of one stored old piece."""
+    if piece.slice is None:
+        return ckpt.entry(key)
+    for spec, entry in ckpt.slice_entries(key):
+        if spec.extents == piece.slice.extents:
+            return entry
+    raise CorruptCheckpointError(
+        ckpt.index_path, f"tensor {key!r}: stored slice {piece.slice} has no entry"
+    )
+
+
+def _file_crc(path: Path, offset: int, size: int, buffer: bytearray, what: str) -> int:
+    """CRC32C of ``size`` bytes at ``offset`` of a file, read through ``buffer``."""
+    crc = 0
+    view = memoryview(buffer)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = size
+        while left:
+            n = f.readinto(view[: min(left, len(view))])
+            if not n:
+                raise CorruptCheckpointError(
+                    path,
+                    f"{what} ends past the end of the file (the shard is truncated; copy it again)",
+                )
+            crc = crc32c(view[:n], crc)
+            left -= n
+    return crc
+
+
+class _SourceVerifier:
+    """Checks each old entry's CRC32C once, by buffered reads (no memory map)."""
+
+    def __init__(self, ckpt: Checkpoint, enabled: bool) -> None:
+        self._ckpt = ckpt
+        self._enabled = enabled
+        self._done: set[tuple[int, int]] = set()
+        self.buffer = bytearray(_CRC_BUFFER)
+
+    def check(self, entry: TensorEntry) -> None:
+        ident = (entry.shard_id, entry.offset)
+        if not self._enabled or ident in self._done:
+            return
+        if entry.dtype.is_string:
+            self._ckpt.read_slice_entry(entry, verify=True)
+        else:
+            path = self._ckpt.shard_path(entry.shard_id)
+            crc = _file_crc(path, entry.offset, entry.size, self.buffer, f"tensor {entry.key!r}")
+            if crc != unmask_crc(entry.crc32c):
+                raise CorruptCheckpointError(
+                    path,
+                    f"tensor {entry.key!r}: CRC32C mismatch (the checkpoint is corrupt; "
+                    "restore it from a backup)",
+                )
+        self._done.add(ident)
+
+
+class _Linker:
+    """In ``--link`` mode: old shards taken over by the new checkpoint, by old shard id."""
+
+    def __init__(self, writer: BundleWriter, ckpt: Checkpoint) -> None:
+        self._writer = writer
+        self._ckpt = ckpt
+        self._shards: dict[int, int] = {}
+        self.copied = False
+
+    def shard(self, old_shard: int) -> int:
+        if old_shard not in self._shards:
+            sid, linked = self._writer.add_linked_shard(self._ckpt.shard_path(old_shard))
+            self._shards[old_shard] = sid
+            self.copied = self.copied or not linked
+        return self._shards[old_shard]
+
+
+_CRC_BUFFER = 4 << 20
+
+
+def _assemble(ckpt: Checkpoint, tensor: TensorPlan, piece: PiecePlan) -> np.ndarray:
+    """Build one output piece with numpy from the old pieces it overlaps."""
+    box = box_of(piece.slice, tensor.shape)
+    sources = overlapping(source_pieces(tensor.shape, ckpt.specs()[tensor.source].slices), box)
+    out = np.empty(piece.shape, dtype=tensor.dtype.numpy)
+    for src in sources:
+        entry = _stored_entry(ckpt, tensor.source, src)
+        data = ckpt.read_slice_entry(entry, verify=True)
+        inter = tuple(
+            (max(b0, s0), min(b1, s1)) for (b0, b1), (s0, s1) in zip(box, src.box, strict=True)
+        )
+        dst_idx = tuple(
+            slice(i0 - b0, i1 - b0) for (i0, i1), (b0, _) in zip(inter, box, strict=True)
+        )
+        src_idx = tuple(
+            slice(i0 - s0, i1 - s0) for (i0, i1), (s0, _) in zip(inter, src.box, strict=True)
+        )
+        out[dst_idx] = data[src_idx]
+    return out
+
+
+def _link_piece(
+    writer: BundleWriter,
+    ckpt: Checkpoint,
+    tensor: TensorPlan,
+    piece: PiecePlan,
+    out_key: str,
+    linker: _Linker,
+    verifier: _SourceVerifier,
+) -> bool:
+    """Point an entry into a linked old shard when the piece is one stored byte run there."""
+    if piece.method is Method.COPY and piece.source is not None:
+        entry = _stored_entry(ckpt, tensor.source, piece.source)
+        offset, size, crc = entry.offset, entry.size, unmask_crc(entry.crc32c)
+    elif piece.method is Method.RANGES and len(piece.runs) == 1:
+        run = piece.runs[0]
+        entry = _stored_entry(ckpt, tensor.source, run.source)
+        offset, size = entry.offset + run.offset, run.size
+        path = ckpt.shard_path(entry.shard_id)
+        crc = _file_crc(path, offset, size, verifier.buffer, f"tensor {entry.key!r}")
+    else:
+        return False
+    writer.add_reference(
+        out_key,
+        linker.shard(entry.shard_id),
+        offset,
+        size,
+        dtype=tensor.dtype,
+        shape=piece.shape,
+        crc32c=crc,
+    )
+    return True
+
+
+def _write_tensor(
+    writer: BundleWriter,
+    ckpt: Checkpoint,
+    tensor: TensorPlan,
+    verifier: _SourceVerifier,
+    progress: Progress | None,
+    linker: _Linker | None = None,
+) -> int:
+    written = 0
+    if tensor.sliced:
+        writer.add_sliced(
+            tensor.key,
+            dtype=tensor.dtype,
+            full_shape=tensor.shape,
+            slices=[p.slice for p in tensor.pieces if p.slice is not None],
+        )
+    for piece in tensor.pieces:
+        out_key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+        if linker is not None and _link_piece(
+            writer, ckpt, tensor, piece, out_key, linker, verifier
+        ):
+            if progress is not None:
+                progress(piece.nbytes)
+            continue
+        if piece.method is Method.COPY and piece.source is not None:
+            entry = _stored_entry(ckpt, tensor.source, piece.source)
+            writer.add_copy(
+                out_key,
+                ckpt.shard_path(entry.shard_id),
+                entry.offset,
+                entry.size,
+                dtype=tensor.dtype,
+                shape=piece.shape,
+                expected_crc32c=unmask_crc(entry.crc32c),
+            )
+            size = entry.size
+        elif piece.method is Method.RANGES:
+            ranges: list[tuple[Path, int, int]] = []
+            for run in piece.runs:
+                entry = _stored_entry(ckpt, tensor.source, run.source)
+                verifier.check(entry)
+                ranges.append(
+                    (ckpt.shard_path(entry.shard_id), entry.offset + run.offset, run.size)
+                )
+            writer.add_ranges(out_key, None, ranges, dtype=tensor.dtype, shape=piece.shape)
+            size = piece.nbytes
+        else:
+            array = _assemble(ckpt, tensor, piece)
+            writer.add_array(out_key, array, dtype=tensor.dtype)
+            size = int(array.nbytes) if not tensor.dtype.is_string else 0
+        written += size
+        if progress is not None:
+            progress(size)
+    return written
+
+
+def _copy_assets(
+    plan: RemapPlan, prefix: Path, mode: str, force: bool
+) -> tuple[list[Path], list[str]]:
+    """Link or copy the old checkpoint's assets next to the new prefix.
+
+    ``<old>.assets/`` becomes ``<new>.assets/`` and legacy ``<old>hash_filter_<i>``
+    files become ``<new>hash_filter_<i>``. Files are hard-linked when ``mode`` is
+    ``link`` and the filesystem allows it, copied otherwise.
+    """
+    notes: list[str] = []
+    written: list[Path] = []
+    if mode == "skip" or not plan.old_assets:
+        return written, notes
+    old_prefix = str(plan.old_prefix)
+    linked_all = True
+    for src in plan.old_assets:
+        rel = str(src)[len(old_prefix) :]
+        dst = Path(str(prefix) + rel)
+        if dst.exists() and not force:
+            raise OutputExistsError(dst, "asset exists; pass --force to replace it")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".ckptmap-tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            if mode == "link":
+                try:
+                    os.link(src, tmp)
+                except OSError:
+                    linked_all = False
+                    shutil.copy2(src, tmp)
+            else:
+                shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(f"{dst}: cannot write asset ({err.strerror or err})") from err
+        written.append(dst)
+    if mode == "link" and not linked_all:
+        notes.append("some assets were copied because they could not be hard-linked")
+    return written, notes
+
+
+def execute(
+    plan: RemapPlan,
+    out: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    shards: int = 1,
+    allow_missing: bool = False,
+    assets: str = "link",
+    link: bool = False,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> RemapResult:
+    """Write the checkpoint a plan describes.
+
+    Data shards are written under temporary names, fsynced, and renamed into
+    place; the index comes last, then assets, then (for a model folder) the
+    ``checkpoint`` state file. A failure at any point leaves no partial
+    checkpoint under the output prefix and the old state file as it was.
+
+    Args:
+        plan: from :func:`plan_remap`.
+        out: the output prefix, or a folder to become a model folder.
+        force: replace an existing checkpoint at the output prefix.
+        shards: number of data shards to write.
+        allow_missing: write even when some keys have no source (a plain Saver
+            restoring the result will miss them; the plan lists which).
+        assets: ``link`` (hard links, copies where links fail), ``copy`` or ``skip``.
+        link: reuse the old data shards instead of copying them: each old shard
+            that holds a piece stored unchanged (or one contiguous run of an old
+            piece, as in a first-axis split) is hard-linked into the output and
+            the new index points into it; only other pieces are written. Falls
+            back to copying the shard where a link is impossible (noted in the
+            result). Old checkpoint files are never modified either way.
+        verify: check the CRC32C of every old tensor read.
+        progress: called with a byte count after each stored piece.
+
+    Raises:
+        UnresolvedError: the plan is incomplete and ``allow_missing`` is false.
+        UsageError: the output is the input.
+        OutputExistsError: the output exists and ``force`` is false.
+        OutputError: the output cannot be written.
+        InputError: the old checkpoint is unreadable or corrupt.
+    """
+    if not plan.complete and not allow_missing:
+        missing = [u.new_key for u in plan.alias.unresolved] + [
+            m.new_key for m in plan.alias.mismatched
+        ]
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise UnresolvedError(
+            f"{len(missing)} key(s) of the new model have no fitting source ({shown}); "
+            "add --rule or --alias-map entries (see `ckptmap check`), or pass --allow-missing",
+            report=plan,
+        )
+    prefix, model_dir = resolve_output(out, plan.old_prefix)
+    _check_output(prefix, plan.old_prefix)
+    bytes_written = 0
+    with open_checkpoint(plan.old_prefix) as ckpt:
+        verifier = _SourceVerifier(ckpt, verify)
+        with BundleWriter(prefix, num_shards=shards, force=force, byte_order=ckpt.byte_order) as w:
+            linker = _Linker(w, ckpt) if link else None
+            for tensor in plan.tensors:
+                bytes_written += _write_tensor(w, ckpt, tensor, verifier, progress, linker)
+            committed = w.commit()
+    files = [*committed.data_paths, committed.index_path]
+    asset_files, notes = _copy_assets(plan, committed.prefix, assets, force)
+    if linker is not None and linker.copied:
+        notes.insert(0, "--link: some old shards are on another filesystem and were copied")
+    files += asset_files
+    if model_dir is not None:
+        files.append(write_state_file(model_dir, committed.prefix))
+    return RemapResult(
+        prefix=committed.prefix,
+        files=tuple(files),
+        bytes_written=bytes_written,
+        plan=plan,
+        notes=tuple(notes),
+    )
+
+
+def remap(
+    old: str | os.PathLike[str],
+    new_graph: str | os.PathLike[str] | ModelSpec,
+    out: str | os.PathLike[str],
+    *,
+    step: int | None = None,
+    alias_map: str | os.PathLike[str] | Mapping[str, str] | None = None,
+    rules: Sequence[str | Rule] = (),
+    auto: bool = True,
+    clear_nn: bool = False,
+    continue_training: bool = False,
+    saver: str | None = None,
+    force: bool = False,
+    shards: int = 1,
+    allow_missing: bool = False,
+    assets: str = "link",
+    link: bool = False,
+    progress: Progress | None = None,
+) -> RemapResult:
+    """Plan and write a migrated checkpoint in one call.
+
+    See :func:`plan_remap` and :func:`execute` for the arguments.
+
+    Example:
+        >>> result = remap("old_model/", "new/graph.pbtxt", "new_model/",
+        ...                rules=["^model_v2/(.*)$=model/{}"])  # doctest: +SKIP
+    """
+    plan = plan_remap(
+        old,
+        new_graph,
+        step=step,
+        alias_map=alias_map,
+        rules=rules,
+        auto=auto,
+        clear_nn=clear_nn,
+        continue_training=continue_training,
+        saver=saver,
+    )
+    return execute(
+        plan,
+        out,
+        force=force,
+        shards=shards,
+        allow_missing=allow_missing,
+        assets=assets,
+        link=link,
+        progress=progress,
+    )
