@@ -1,9 +1,24 @@
-"""ckptmap: migrate TensorFlow checkpoints between model versions, without TensorFlow."""
+"""ckptmap: migrate TensorFlow checkpoints between model versions, without TensorFlow.
+
+The library surface, one call per command:
+
+- :func:`inspect_checkpoint` — what a checkpoint holds (``ckptmap inspect``);
+- :func:`check` — would the new model restore from it (``ckptmap check``);
+- :func:`plan_remap` / :func:`execute` / :func:`remap` — write the migrated
+  checkpoint (``ckptmap remap``);
+- :func:`plan_aliases` — which old key feeds each new key, and why;
+- :func:`open_checkpoint`, :func:`read_model_spec`, :class:`BundleWriter` — the
+  readers and the writer underneath.
+
+TensorFlow is never imported; the in-graph adapter lives in ``ckptmap.tf``.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ckptmap.alias import AliasPlan, plan_aliases
+from ckptmap.check import CheckReport, check
 from ckptmap.errors import (
     CkptmapError,
     CorruptCheckpointError,
@@ -15,16 +30,46 @@ from ckptmap.errors import (
     UnsupportedInputError,
     UsageError,
 )
+from ckptmap.inspect import InspectReport, inspect_checkpoint
+from ckptmap.naming import Rule, parse_rule
+from ckptmap.readers.graph import read_model_spec
+from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+from ckptmap.remap import RemapPlan, RemapResult, execute, plan_remap, remap
+from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
+from ckptmap.split import SliceSpec
+from ckptmap.writers.tf_bundle import BundleWriter
 
 __all__ = [
+    "AliasPlan",
+    "BundleWriter",
+    "CheckReport",
+    "Checkpoint",
     "CkptmapError",
     "CorruptCheckpointError",
+    "GraphVariable",
     "InputError",
+    "InspectReport",
     "MissingInputError",
+    "ModelSpec",
     "OutputError",
     "OutputExistsError",
+    "RemapPlan",
+    "RemapResult",
+    "Rule",
+    "SliceSpec",
+    "TensorEntry",
+    "TensorSpec",
     "UnresolvedError",
     "UnsupportedInputError",
     "UsageError",
     "__version__",
+    "check",
+    "execute",
+    "inspect_checkpoint",
+    "open_checkpoint",
+    "parse_rule",
+    "plan_aliases",
+    "plan_remap",
+    "read_model_spec",
+    "remap",
 ]

@@ -36,27 +36,25 @@ def print_explain(plan: RemapPlan) -> None:
 def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
     """Unresolved and mismatched keys, with candidates and a fix to try."""
     out = err_console if to_stderr else console
+    show = out.print if to_stderr else print_table
     alias = plan.alias
     if alias.unresolved:
         table = Table(box=None, title="Keys with no source", title_justify="left")
-        for col in ("new key", "dtype", "shape", "candidates (same shape and dtype)"):
+        for col in ("new key", "dtype", "shape", "why", "candidates (same shape and dtype)"):
             table.add_column(col)
         for u in alias.unresolved:
             cands = ", ".join(f"{c.old_key} ({c.score:.2f})" for c in u.candidates[:3])
             table.add_row(
-                display_key(u.new_key), u.dtype.name, shape_text(u.shape), cands or "none"
+                display_key(u.new_key), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
             )
-        out.print(table)
-        for u in alias.unresolved:
-            if u.note:
-                out.print(f"  {u.new_key}: {u.note}")
+        show(table)
     if alias.mismatched:
         table = Table(box=None, title="Keys whose source disagrees", title_justify="left")
         for col in ("new key", "old key", "problem"):
             table.add_column(col)
         for m in alias.mismatched:
             table.add_row(display_key(m.new_key), display_key(m.old_key), m.what)
-        out.print(table)
+        show(table)
     rules = alias.suggested_rules
     if rules:
         out.print("Try: " + " ".join(f"--rule '{r}'" for r in rules[:3]))
