@@ -15,29 +15,83 @@ TensorFlow is never imported; the in-graph adapter lives in ``ckptmap.tf``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from ckptmap.alias import AliasPlan, plan_aliases
-from ckptmap.check import CheckReport, check
-from ckptmap.errors import (
-    CkptmapError,
-    CorruptCheckpointError,
-    InputError,
-    MissingInputError,
-    OutputError,
-    OutputExistsError,
-    UnresolvedError,
-    UnsupportedInputError,
-    UsageError,
-)
-from ckptmap.inspect import InspectReport, inspect_checkpoint
-from ckptmap.naming import Rule, parse_rule
-from ckptmap.readers.graph import read_model_spec
-from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
-from ckptmap.remap import RemapPlan, RemapResult, execute, plan_remap, remap
-from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
-from ckptmap.split import SliceSpec
-from ckptmap.writers.tf_bundle import BundleWriter
+# Imported on first use, so `import ckptmap` (and the CLI) stays fast.
+_LAZY = {
+    "AliasPlan": "ckptmap.alias",
+    "BundleWriter": "ckptmap.writers.tf_bundle",
+    "CheckReport": "ckptmap.check",
+    "Checkpoint": "ckptmap.readers.tf_bundle",
+    "CkptmapError": "ckptmap.errors",
+    "CorruptCheckpointError": "ckptmap.errors",
+    "GraphVariable": "ckptmap.spec",
+    "InputError": "ckptmap.errors",
+    "InspectReport": "ckptmap.inspect",
+    "MissingInputError": "ckptmap.errors",
+    "ModelSpec": "ckptmap.spec",
+    "OutputError": "ckptmap.errors",
+    "OutputExistsError": "ckptmap.errors",
+    "RemapPlan": "ckptmap.remap",
+    "RemapResult": "ckptmap.remap",
+    "Rule": "ckptmap.naming",
+    "SliceSpec": "ckptmap.split",
+    "TensorEntry": "ckptmap.readers.tf_bundle",
+    "TensorSpec": "ckptmap.spec",
+    "UnresolvedError": "ckptmap.errors",
+    "UnsupportedInputError": "ckptmap.errors",
+    "UsageError": "ckptmap.errors",
+    "check": "ckptmap.check",
+    "execute": "ckptmap.remap",
+    "inspect_checkpoint": "ckptmap.inspect",
+    "open_checkpoint": "ckptmap.readers.tf_bundle",
+    "parse_rule": "ckptmap.naming",
+    "plan_aliases": "ckptmap.alias",
+    "plan_remap": "ckptmap.remap",
+    "read_model_spec": "ckptmap.readers.graph",
+    "remap": "ckptmap.remap",
+}
+
+if TYPE_CHECKING:
+    from ckptmap.alias import AliasPlan, plan_aliases
+    from ckptmap.check import CheckReport, check
+    from ckptmap.errors import (
+        CkptmapError,
+        CorruptCheckpointError,
+        InputError,
+        MissingInputError,
+        OutputError,
+        OutputExistsError,
+        UnresolvedError,
+        UnsupportedInputError,
+        UsageError,
+    )
+    from ckptmap.inspect import InspectReport, inspect_checkpoint
+    from ckptmap.naming import Rule, parse_rule
+    from ckptmap.readers.graph import read_model_spec
+    from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+    from ckptmap.remap import RemapPlan, RemapResult, execute, plan_remap, remap
+    from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
+    from ckptmap.split import SliceSpec
+    from ckptmap.writers.tf_bundle import BundleWriter
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ckptmap' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AliasPlan",

@@ -10,12 +10,12 @@ the TensorFlow enum always travels with the array (:class:`DType`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import ml_dtypes
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import UnsupportedInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,24 +26,48 @@ class DType:
         enum: the ``DataType`` enum value stored in a ``BundleEntryProto``.
         name: the name users see; the numpy name where one exists (``float32``,
             ``bfloat16``), TensorFlow's otherwise (``qint8``, ``string``).
-        numpy: the little-endian numpy dtype of one element (``object`` for strings).
+        numpy_spec: the little-endian numpy dtype of one element, as a string
+            numpy understands (``"<f4"``), ``"ml_dtypes:<name>"`` for the
+            ml_dtypes types, or ``"object"`` for strings. Listing a checkpoint
+            needs no numpy, so the dtype object is made on first use
+            (:attr:`numpy`).
         copyable: whether TensorFlow can re-slice a stored tensor of this type
             (tf-checkpoint-format.md §8.1); other types need exact slice matches.
+        itemsize: bytes per element on disk (0 for strings, whose size varies).
     """
 
     enum: int
     name: str
-    numpy: np.dtype[Any]
+    numpy_spec: str
     copyable: bool
+    itemsize: int
 
     @property
     def is_string(self) -> bool:
         return self.enum == DT_STRING
 
     @property
-    def itemsize(self) -> int:
-        """Bytes per element on disk (0 for strings, whose size varies)."""
-        return 0 if self.is_string else int(self.numpy.itemsize)
+    def numpy(self) -> np.dtype[Any]:
+        """The numpy dtype of one element (imports numpy and ml_dtypes on first use)."""
+        return _numpy_dtype(self.numpy_spec)
+
+
+_NUMPY_CACHE: dict[str, Any] = {}
+
+
+def _numpy_dtype(spec: str) -> np.dtype[Any]:
+    found = _NUMPY_CACHE.get(spec)
+    if found is None:
+        import numpy
+
+        if spec.startswith("ml_dtypes:"):
+            import ml_dtypes
+
+            found = numpy.dtype(getattr(ml_dtypes, spec.split(":", 1)[1]))
+        else:
+            found = numpy.dtype(spec)
+        _NUMPY_CACHE[spec] = found
+    return found
 
 
 DT_FLOAT = 1
@@ -53,56 +77,45 @@ DT_VARIANT = 21
 DT_RESOURCE = 20
 REF_OFFSET = 100  # DT_<x>_REF = DT_<x> + 100, only in graph op signatures
 
-_TABLE: tuple[tuple[int, str, object, bool], ...] = (
-    # enum, name, numpy dtype, copyable by TF's slice-restore path (§8.1)
-    (1, "float32", np.dtype("<f4"), True),
-    (2, "float64", np.dtype("<f8"), True),
-    (3, "int32", np.dtype("<i4"), True),
-    (4, "uint8", np.dtype("u1"), True),
-    (5, "int16", np.dtype("<i2"), True),
-    (6, "int8", np.dtype("i1"), True),
-    (7, "string", np.dtype(object), False),
-    (8, "complex64", np.dtype("<c8"), True),
-    (9, "int64", np.dtype("<i8"), True),
-    (10, "bool", np.dtype(bool), True),
-    (11, "qint8", np.dtype("i1"), True),
-    (12, "quint8", np.dtype("u1"), True),
-    (13, "qint32", np.dtype("<i4"), True),
-    (14, "bfloat16", np.dtype(ml_dtypes.bfloat16), True),
-    (15, "qint16", np.dtype("<i2"), False),
-    (16, "quint16", np.dtype("<u2"), False),
-    (17, "uint16", np.dtype("<u2"), False),
-    (18, "complex128", np.dtype("<c16"), True),
-    (19, "float16", np.dtype("<f2"), False),
-    (22, "uint32", np.dtype("<u4"), False),
-    (23, "uint64", np.dtype("<u8"), False),
-    (24, "float8_e5m2", np.dtype(ml_dtypes.float8_e5m2), False),
-    (25, "float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn), False),
-    (26, "float8_e4m3fnuz", np.dtype(ml_dtypes.float8_e4m3fnuz), False),
-    (27, "float8_e4m3b11fnuz", np.dtype(ml_dtypes.float8_e4m3b11fnuz), False),
-    (28, "float8_e5m2fnuz", np.dtype(ml_dtypes.float8_e5m2fnuz), False),
-    (29, "int4", np.dtype(ml_dtypes.int4), False),
-    (30, "uint4", np.dtype(ml_dtypes.uint4), False),
-    (31, "int2", np.dtype(ml_dtypes.int2), False),
-    (32, "uint2", np.dtype(ml_dtypes.uint2), False),
-    (33, "float4_e2m1fn", np.dtype(ml_dtypes.float4_e2m1fn), False),
+_TABLE: tuple[tuple[int, str, str, bool, int], ...] = (
+    # enum, name, numpy dtype, copyable by TF's slice-restore path (§8.1), bytes per element
+    (1, "float32", "<f4", True, 4),
+    (2, "float64", "<f8", True, 8),
+    (3, "int32", "<i4", True, 4),
+    (4, "uint8", "u1", True, 1),
+    (5, "int16", "<i2", True, 2),
+    (6, "int8", "i1", True, 1),
+    (7, "string", "object", False, 0),
+    (8, "complex64", "<c8", True, 8),
+    (9, "int64", "<i8", True, 8),
+    (10, "bool", "?", True, 1),
+    (11, "qint8", "i1", True, 1),
+    (12, "quint8", "u1", True, 1),
+    (13, "qint32", "<i4", True, 4),
+    (14, "bfloat16", "ml_dtypes:bfloat16", True, 2),
+    (15, "qint16", "<i2", False, 2),
+    (16, "quint16", "<u2", False, 2),
+    (17, "uint16", "<u2", False, 2),
+    (18, "complex128", "<c16", True, 16),
+    (19, "float16", "<f2", False, 2),
+    (22, "uint32", "<u4", False, 4),
+    (23, "uint64", "<u8", False, 8),
+    (24, "float8_e5m2", "ml_dtypes:float8_e5m2", False, 1),
+    (25, "float8_e4m3fn", "ml_dtypes:float8_e4m3fn", False, 1),
+    (26, "float8_e4m3fnuz", "ml_dtypes:float8_e4m3fnuz", False, 1),
+    (27, "float8_e4m3b11fnuz", "ml_dtypes:float8_e4m3b11fnuz", False, 1),
+    (28, "float8_e5m2fnuz", "ml_dtypes:float8_e5m2fnuz", False, 1),
+    (29, "int4", "ml_dtypes:int4", False, 1),
+    (30, "uint4", "ml_dtypes:uint4", False, 1),
+    (31, "int2", "ml_dtypes:int2", False, 1),
+    (32, "uint2", "ml_dtypes:uint2", False, 1),
+    (33, "float4_e2m1fn", "ml_dtypes:float4_e2m1fn", False, 1),
 )
 
-BY_ENUM: dict[int, DType] = {
-    enum: DType(enum, name, np.dtype(dt), copyable)  # type: ignore[call-overload]
-    for enum, name, dt, copyable in _TABLE
-}
+BY_ENUM: dict[int, DType] = {row[0]: DType(*row) for row in _TABLE}
 BY_NAME: dict[str, DType] = {d.name: d for d in BY_ENUM.values()}
 # TensorFlow spellings accepted on input (JSON specs, graph attrs) besides ours.
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "bytes": "string"}
-
-# numpy dtype -> TF enum, for arrays handed to the writer without an explicit dtype.
-# Plain types win over quantized ones that share a numpy dtype.
-_FROM_NUMPY: dict[np.dtype[Any], DType] = {}
-for _d in reversed(list(BY_ENUM.values())):
-    if _d.name.startswith(("q",)):
-        continue
-    _FROM_NUMPY[_d.numpy] = _d
 
 
 def dtype_from_enum(enum: int, *, where: str = "") -> DType:
@@ -153,14 +166,19 @@ def dtype_from_name(name: str) -> DType:
 def dtype_from_numpy(dtype: np.dtype[Any]) -> DType:
     """Return the TF dtype of a numpy dtype (non-native byte order is accepted).
 
+    Plain types win over quantized ones that share a numpy dtype (``int8``, not
+    ``qint8``).
+
     Raises:
         UnsupportedInputError: if TensorFlow has no such dtype.
     """
-    dt = np.dtype(dtype)
+    import numpy
+
+    dt = numpy.dtype(dtype)
     if dt.kind in "SUO":
         return BY_NAME["string"]
     native = dt.newbyteorder("<") if dt.byteorder == ">" else dt
-    found = _FROM_NUMPY.get(native)
-    if found is None:
-        raise UnsupportedInputError(f"numpy dtype {dt} has no TensorFlow equivalent")
-    return found
+    for d in BY_ENUM.values():
+        if not d.name.startswith("q") and not d.is_string and d.numpy == native:
+            return d
+    raise UnsupportedInputError(f"numpy dtype {dt} has no TensorFlow equivalent")

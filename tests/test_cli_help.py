@@ -16,7 +16,10 @@ def _commands() -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
 
     def walk(prefix: str, group: click.Group) -> None:
-        for name, cmd in sorted(group.commands.items()):
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):
+            cmd = group.get_command(ctx, name)
+            assert cmd is not None, name
             path = f"{prefix} {name}".strip()
             found.append((path, cmd))
             if isinstance(cmd, click.Group):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import click
 import pytest
 from click.testing import CliRunner, Result
 from helpers import FIXTURES, GOLDEN_JSONS, Golden, assert_same_values, flip_byte, load_golden
@@ -283,7 +284,8 @@ def test_help() -> None:
     assert "  Examples:\n    ckptmap inspect fixtures/ffm_v1\n" in result.stdout
     for option in ("--step", "--json", "--stats", "--verify", "--tensor", "--filter"):
         assert option in result.stdout
-    command = main.commands["inspect"]
+    command = main.get_command(click.Context(main), "inspect")
+    assert command is not None
     assert all(param.help for param in command.params if param.param_type_name == "option")
 
 

@@ -1,20 +1,45 @@
 """The ``ckptmap`` command line: option parsing, one library call, rendering.
 
-Each command lives in its own module; this one holds the group and the
-registration. Errors are turned into one line and an exit code in
+Each command lives in its own module, imported only when that command runs
+(or help lists it), so ``ckptmap inspect`` does not pay for the alias engine.
+Errors are turned into one line and an exit code in
 :mod:`ckptmap.cli._output`, nowhere else.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
 from ckptmap import __version__
 
+# command name -> (module, attribute)
+_COMMANDS = {
+    "inspect": ("ckptmap.cli.inspect_cmd", "inspect_command"),
+    "check": ("ckptmap.cli.remap_cmd", "check_command"),
+    "remap": ("ckptmap.cli.remap_cmd", "remap_command"),
+    "alias": ("ckptmap.cli.remap_cmd", "alias_command"),
+    "config": ("ckptmap.cli.config_cmd", "config_command"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, attr = _COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ckptmap")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 def main(verbose: int) -> None:
@@ -24,22 +49,8 @@ def main(verbose: int) -> None:
     variable of a new model, re-split partitioned tensors, and write a
     checkpoint that plain TensorFlow restores.
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
-    )
-
-
-def _register() -> None:
-    from ckptmap.cli.config_cmd import config_command
-    from ckptmap.cli.inspect_cmd import inspect_command
-    from ckptmap.cli.remap_cmd import alias_command, check_command, remap_command
-
-    main.add_command(inspect_command)
-    main.add_command(check_command)
-    main.add_command(remap_command)
-    main.add_command(alias_command)
-    main.add_command(config_command)
-
-
-_register()
+    if verbose:
+        level = logging.WARNING - 10 * verbose
+        logging.basicConfig(
+            level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+        )

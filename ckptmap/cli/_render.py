@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from rich.measure import Measurement
-from rich.table import Table
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 from ckptmap.cli._output import console
 
@@ -17,6 +19,8 @@ def print_table(table: Table) -> None:
         console.print(table)
         return
     unlimited = console.options.update_width(_UNLIMITED_WIDTH)
+    from rich.measure import Measurement
+
     natural = Measurement.get(console, unlimited, table).maximum
     saved = console.width
     console.width = max(saved, natural)  # print() never goes wider than the console

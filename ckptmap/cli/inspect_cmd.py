@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from ckptmap.cli._output import console, reported_errors
-from ckptmap.cli._render import display_key, human_bytes, print_table, shape_text
+from ckptmap.cli._render import display_key, human_bytes, shape_text
 
 if TYPE_CHECKING:  # the library (and numpy) load only when the command runs
     from ckptmap.inspect import InspectReport, TensorInfo
@@ -98,6 +97,10 @@ def _print_report(report: InspectReport) -> None:
     byte_order = "little-endian" if report.byte_order == "<" else "big-endian"
     shards = "1 data file" if report.num_shards == 1 else f"{report.num_shards} data files"
     console.print(f"Checkpoint {report.prefix} ({shards}, {byte_order})")
+    from rich.table import Table
+
+    from ckptmap.cli._render import print_table
+
     table = Table(show_footer=True, box=None, header_style="bold", footer_style="bold")
     count = len(report.tensors)
     table.add_column("name", footer=f"{count} tensor{'s' if count != 1 else ''}", overflow="fold")

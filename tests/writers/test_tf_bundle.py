@@ -649,7 +649,7 @@ def test_add_sliced_validation(call: Any, message: str, tmp_path: Path) -> None:
 
 # -- validation ------------------------------------------------------------------------------------
 
-_UNKNOWN = DType(99, "mystery", np.dtype("u1"), False)
+_UNKNOWN = DType(99, "mystery", "u1", False, 1)
 
 
 @pytest.mark.parametrize(
