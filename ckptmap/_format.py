@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import google_crc32c
-import numpy as np
 
 # §3.7: the last 8 bytes of every .index file.
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -33,6 +32,8 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """
     if isinstance(data, bytes):
         return int(google_crc32c.extend(crc, data))
+    import numpy as np  # only for non-bytes buffers; listing stays numpy-free
+
     return int(google_crc32c.extend(crc, np.frombuffer(data, dtype=np.uint8)))
 
 
