@@ -115,6 +115,8 @@ def encode_string(data: bytes) -> bytes:
 
 
 def _escape(data: bytes) -> bytes:
+    if b"\x00" not in data and b"\xff" not in data:
+        return data
     out = bytearray()
     for byte in data:
         if byte == 0x00:

@@ -15,13 +15,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STATS_CHUNK_ELEMENTS = 1 << 20  # statistics are computed in float64 chunks of this many values
 _PACKED_INTEGERS = frozenset({"int4", "uint4", "int2", "uint2"})  # ml_dtypes integers (kind "V")
@@ -279,6 +280,8 @@ class _Moments:
     inf: int = 0
 
     def add(self, chunk: np.ndarray, *, exact_bounds: bool) -> None:
+        import numpy as np
+
         values = chunk.astype(np.float64)
         finite = np.isfinite(values)
         nan = int(np.isnan(values).sum())
@@ -308,6 +311,8 @@ class _Moments:
 
 
 def _as_number(value: Any) -> float | int:
+    import numpy as np
+
     if isinstance(value, (np.integer, np.bool_)):
         return int(value)
     return float(value)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import CkptmapError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 
 class SliceSpecError(CkptmapError, ValueError):
@@ -273,6 +274,8 @@ def merge_slices(
         PartitionError: on a gap, an overlap, a wrongly shaped array, mixed dtypes,
             or no slices at all.
     """
+    import numpy as np
+
     shape = tuple(int(d) for d in full_shape)
     dtype = _check_parts(parts, shape)
     out = np.empty(shape, dtype=dtype)
@@ -419,6 +422,8 @@ def assemble_slice(plan: SlicePlan, stored: Sequence[NDArray[Any]]) -> NDArray[A
     Raises:
         PartitionError: if an array the plan needs is missing or has the wrong shape.
     """
+    import numpy as np
+
     if not stored:
         raise PartitionError(f"no stored arrays given for {plan.target.format()!r}")
     if plan.direct:
@@ -459,6 +464,8 @@ def repartition(
         SliceSpecError: if a slice belongs to a tensor of another shape.
         PartitionError: if ``parts`` do not tile the tensor (see :func:`merge_slices`).
     """
+    import numpy as np
+
     shape = tuple(int(d) for d in full_shape)
     _check_parts(parts, shape)
     specs = [spec for spec, _ in parts]

@@ -86,7 +86,7 @@ def inspect_command(
             path, step=step, stats=stats, verify=verify, filter=filter_, tensor=tensor
         )
         if as_json:
-            click.echo(json.dumps(report.to_json(), indent=2))
+            click.echo(json.dumps(report.to_json()))
         elif tensor is not None:
             _print_values(report)
         else:

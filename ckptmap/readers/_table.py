@@ -15,9 +15,9 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import google_crc32c
-import numpy as np
 
 from ckptmap._format import (
     BLOCK_TRAILER_SIZE,
@@ -28,6 +28,9 @@ from ckptmap._format import (
     unmask_crc,
 )
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, UnsupportedInputError
+
+if TYPE_CHECKING:
+    pass
 
 _U32 = struct.Struct("<I")  # restart offsets, restart count (§3.1), masked CRC (§3.2)
 _U64 = struct.Struct("<Q")  # the footer magic (§3.7)
@@ -89,9 +92,10 @@ def crc32c_of(view: memoryview, crc: int = 0) -> int:
     """CRC-32C of the bytes of ``view``, continuing from ``crc``, without copying them.
 
     google-crc32c accepts only buffers without a release hook (``bytes``,
-    numpy arrays), so the view is wrapped in a zero-copy numpy array.
+    numpy arrays). Index blocks are small (256 KiB), so they are copied to
+    ``bytes``: cheaper than importing numpy just to list a checkpoint.
     """
-    return int(google_crc32c.extend(crc, np.frombuffer(view, dtype=np.uint8)))
+    return int(google_crc32c.extend(crc, bytes(view)))
 
 
 def decode_varint(buf: memoryview, pos: int, limit: int, max_bytes: int) -> tuple[int, int]:

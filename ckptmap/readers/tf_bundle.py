@@ -25,9 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from google.protobuf.message import DecodeError
 
 from ckptmap._format import BUNDLE_VERSION, encode_slice_key, mask_crc
@@ -46,6 +45,9 @@ from ckptmap.readers.assets import Asset, list_assets
 from ckptmap.readers.state import locate_checkpoint
 from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HEADER_KEY = b""  # §4: the header is stored under the empty key
 SLICE_KEY_START = 0x00  # §6.4: every slice key begins with NumIncreasing(0) = 00
@@ -148,6 +150,7 @@ class Checkpoint:
             if k and k[0] != SLICE_KEY_START
         ]
         self._entries: dict[bytes, TensorEntry] = {}
+        self._slice_cache: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
         self._slice_names: dict[bytes, str] = {}  # slice key -> "'key' (slice spec)"
         self._shards: dict[int, memoryview] = {}
         self._shard_sizes: dict[int, int] = {}
@@ -334,6 +337,9 @@ class Checkpoint:
             CorruptCheckpointError: if a slice's entry is missing or disagrees
                 with the full entry.
         """
+        cached = self._slice_cache.get(key)
+        if cached is not None:
+            return list(cached)
         full = self.entry(key)
         raw = key.encode("utf-8", "surrogateescape")
         parts: list[tuple[SliceSpec, TensorEntry]] = []
@@ -350,6 +356,7 @@ class Checkpoint:
                     f"{full.dtype.name} {list(spec.shape)}"
                 )
             parts.append((spec, part))
+        self._slice_cache[key] = tuple(parts)
         return parts
 
     # -- the data ----------------------------------------------------------
@@ -469,6 +476,8 @@ class Checkpoint:
             CorruptCheckpointError: on bad offsets, sizes, CRCs, or slices that
                 do not tile the tensor.
         """
+        import numpy as np
+
         entry = self.entry(key)
         if not entry.slices:
             return self.read_slice_entry(entry, verify=verify)
@@ -499,6 +508,8 @@ class Checkpoint:
         return self._read_numeric(entry, view)
 
     def _read_numeric(self, entry: TensorEntry, view: memoryview) -> np.ndarray:
+        import numpy as np
+
         dtype = entry.dtype.numpy
         count = entry.num_elements
         if count == 0:
@@ -543,6 +554,8 @@ class Checkpoint:
             ``(lengths, data_start, length_crc)``: the element lengths (uint64),
             where the string bytes start, and the unmasked CRC of the lengths.
         """
+        import numpy as np
+
         count = entry.num_elements
         size = len(view)
         if size == 0:  # only for zero elements, checked when the entry was decoded
@@ -595,6 +608,8 @@ class Checkpoint:
         )
 
     def _read_strings(self, entry: TensorEntry, view: memoryview, *, verify: bool) -> np.ndarray:
+        import numpy as np
+
         lengths, data_start, length_crc = self._string_layout(entry, view)
         if verify:
             self._check_string_crc(entry, view, data_start, length_crc)
@@ -648,14 +663,9 @@ class Checkpoint:
         where = f"tensor {entry.key!r}"
         total = entry.num_elements
         covered = sum(math.prod(spec.shape) for spec in specs)
-        rank = len(entry.shape)
-        lo = np.array([spec.starts for spec in specs], dtype=np.int64).reshape(len(specs), rank)
-        hi = lo + np.array([spec.shape for spec in specs], dtype=np.int64).reshape(len(specs), rank)
-        for i in range(len(specs) - 1):
-            overlap = np.all((lo[i] < hi[i + 1 :]) & (lo[i + 1 :] < hi[i]), axis=1)
-            if overlap.any():
-                other = specs[i + 1 + int(np.argmax(overlap))]
-                raise self._corrupt(f"{where}: slices {specs[i]} and {other} overlap")
+        pair = _first_overlap(specs)
+        if pair is not None:
+            raise self._corrupt(f"{where}: slices {pair[0]} and {pair[1]} overlap")
         if covered != total:
             raise self._corrupt(
                 f"{where}: its slices cover {covered} of its {total} elements, "
@@ -690,3 +700,39 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.prefix)!r}, {len(self._keys)} tensors)"
+
+
+_NUMPY_OVERLAP_CHECK = 64  # slices above which the pairwise check is vectorised
+
+
+def _first_overlap(specs: list[SliceSpec]) -> tuple[SliceSpec, SliceSpec] | None:
+    """The first pair of slices sharing an element, or ``None``."""
+    boxes = [
+        tuple(
+            zip(
+                spec.starts,
+                (s + n for s, n in zip(spec.starts, spec.shape, strict=True)),
+                strict=True,
+            )
+        )
+        for spec in specs
+    ]
+    if len(specs) <= _NUMPY_OVERLAP_CHECK:  # small: no numpy import just to list
+        for i, a in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                if all(
+                    max(a0, b0) < min(a1, b1)
+                    for (a0, a1), (b0, b1) in zip(a, boxes[j], strict=True)
+                ):
+                    return specs[i], specs[j]
+        return None
+    import numpy as np
+
+    rank = len(specs[0].shape)
+    lo = np.array([spec.starts for spec in specs], dtype=np.int64).reshape(len(specs), rank)
+    hi = lo + np.array([spec.shape for spec in specs], dtype=np.int64).reshape(len(specs), rank)
+    for i in range(len(specs) - 1):
+        overlap = np.all((lo[i] < hi[i + 1 :]) & (lo[i + 1 :] < hi[i]), axis=1)
+        if overlap.any():
+            return specs[i], specs[i + 1 + int(np.argmax(overlap))]
+    return None
