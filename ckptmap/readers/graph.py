@@ -1,0 +1,277 @@
+"""Read the new model: what its checkpoint must contain, as a :class:`~ckptmap.spec.ModelSpec`.
+
+The new model can be given as
+
+* a GraphDef in text (``graph.pbtxt``, read by the fast scanner of ``_pbtxt``)
+  or binary form (``.pb``);
+* a MetaGraphDef (``model.ckpt-N.meta``), whose SaverDef names the Saver and
+  whose collections give ``trainable`` and the partitions exactly;
+* a TF1 SavedModel folder (``saved_model.pb``, as ``SavedModelBuilder`` writes it);
+* a JSON model spec (``.json``, see :mod:`ckptmap.readers.json_spec`);
+* a checkpoint of the new model (a folder with a ``checkpoint`` file, a prefix,
+  or an ``.index`` file), whose keys are taken as they are.
+
+The graph logic (which Saver, which keys, which variable each key goes to) is in
+:mod:`ckptmap.readers._graphdef`; ``docs/model-spec.md`` describes the rules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError, Message
+
+from ckptmap.errors import GraphError, MissingInputError, UsageError
+from ckptmap.proto import ckptmap_tf_pb2
+from ckptmap.readers._graphdef import MetaFacts, NodeSource, build_model_spec
+from ckptmap.readers._graphproto import ProtoNodes, meta_facts
+from ckptmap.readers._pbtxt import GraphText
+from ckptmap.readers.json_spec import model_spec_from_keys, read_json_spec
+from ckptmap.spec import ModelSpec
+
+SAVED_MODEL_PB = "saved_model.pb"
+SAVED_MODEL_PBTXT = "saved_model.pbtxt"
+_TEXT_SUFFIXES = (".pbtxt", ".txt", ".pbtext", ".prototxt")
+_CHECKPOINT_FILES = re.compile(r"\.index$|\.data-\d{5}-of-\d{5}$")
+# Bytes text format may hold: tab, line ends, and everything from space up, but DEL.
+_TEXT_BYTES = bytes([9, 10, 13, *range(32, 127), *range(128, 256)])
+_META_FIELDS = frozenset({"meta_info_def", "graph_def", "saver_def", "collection_def"})
+_SAVED_MODEL_FIELDS = frozenset({"saved_model_schema_version", "meta_graphs"})
+_FIRST_FIELD = re.compile(r"\s*(?:#[^\n]*(?:\n|\Z)\s*)*([A-Za-z_][A-Za-z0-9_]*)")
+_M = TypeVar("_M", bound=Message)
+_FIX_BINARY = "the file is truncated, corrupt or not of this kind; export it again"
+
+
+def read_model_spec(
+    path: str | os.PathLike[str], *, saver: str | None = None, fast: bool = True
+) -> ModelSpec:
+    """Read what a new model restores: its checkpoint keys and its graph variables.
+
+    Args:
+        path: a ``graph.pbtxt`` (GraphDef text), a binary GraphDef ``.pb``, a
+            MetaGraphDef ``.meta``, a SavedModel folder or its ``saved_model.pb``,
+            a JSON model spec ``.json``, or a checkpoint of the new model (folder,
+            prefix or ``.index``).
+        saver: the name scope of the Saver whose restore op to read (``save``,
+            ``save_1``, ``tower/save``) when the graph has several; by default the
+            one the MetaGraphDef's SaverDef names, else ``save``, else the only one.
+        fast: read GraphDef text with ckptmap's scanner, which parses only the
+            nodes it needs; ``False`` parses the whole file with protobuf's
+            ``text_format`` (slow, checks every line). Both give the same result.
+
+    Returns:
+        The model: ``keys`` (key -> dtype, full shape, requested slices) and
+        ``variables`` (graph name -> key, own shape, slice, trainable, global step).
+
+    Raises:
+        MissingInputError: if ``path`` does not exist, or a SavedModel folder
+            has no ``saved_model.pb``.
+        GraphError: if the input is not a graph or spec, is truncated, has a
+            syntax error (reported as ``file:line:column``), has no variables and
+            no saver, or several savers and none chosen.
+        UnsupportedInputError: for a TF2 object-based SavedModel (no RestoreV2)
+            or a dtype ckptmap cannot store.
+        UsageError: if ``saver`` is given for a JSON spec or a checkpoint.
+
+    Example:
+        >>> spec = read_model_spec("fixtures/ffm_v2/graph.pbtxt")  # doctest: +SKIP
+        >>> spec.keys["ffm/embeddings"].shape  # doctest: +SKIP
+        (200, 16)
+        >>> [v.name for v in spec.variables_of("ffm/embeddings")]  # doctest: +SKIP
+        ['ffm/embeddings/part_0', 'ffm/embeddings/part_1', 'ffm/embeddings/part_2']
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_folder(path, saver, fast)
+    name = path.name
+    if not path.exists():
+        if Path(f"{path}.index").is_file():
+            return _read_checkpoint(path, saver)
+        raise MissingInputError(
+            path,
+            "no such file or folder (give a graph.pbtxt, .pb, .meta, SavedModel folder, "
+            "JSON model spec or checkpoint of the new model)",
+        )
+    if name.endswith(".json"):
+        _no_saver_option(path, saver, "a JSON model spec")
+        return read_json_spec(path)
+    if _CHECKPOINT_FILES.search(name):
+        return _read_checkpoint(path, saver)
+    if name == SAVED_MODEL_PB:
+        return _read_saved_model(path, saver)
+    if name.endswith(".meta"):
+        return _read_binary_meta(path, saver)
+    if name.endswith(_TEXT_SUFFIXES) or (not name.endswith(".pb") and _looks_like_text(path)):
+        return _read_text(path, saver, fast)
+    return _read_binary_graph(path, saver)
+
+
+# ---------------------------------------------------------------------------
+# Dispatch helpers
+# ---------------------------------------------------------------------------
+
+
+def _read_folder(path: Path, saver: str | None, fast: bool) -> ModelSpec:
+    if (path / SAVED_MODEL_PB).is_file():
+        return _read_saved_model(path / SAVED_MODEL_PB, saver)
+    if (path / SAVED_MODEL_PBTXT).is_file():
+        return _read_text(path / SAVED_MODEL_PBTXT, saver, fast)
+    has_checkpoint = (path / "checkpoint").is_file() or any(path.glob("*.index"))
+    if has_checkpoint:
+        return _read_checkpoint(path, saver)
+    if (path / "variables").is_dir():
+        raise MissingInputError(
+            path, f"this SavedModel folder has no {SAVED_MODEL_PB} (copy the complete export)"
+        )
+    raise MissingInputError(
+        path,
+        f"the folder has no {SAVED_MODEL_PB} and no checkpoint (give the SavedModel folder, "
+        "the graph.pbtxt file or a checkpoint of the new model)",
+    )
+
+
+def _no_saver_option(path: Path, saver: str | None, what: str) -> None:
+    if saver is not None:
+        raise UsageError(f"{path}: the saver option applies to graphs, not to {what}")
+
+
+def _looks_like_text(path: Path) -> bool:
+    """Text format starts with a field name or a comment and has no control bytes.
+
+    Binary protobuf has them early: field tags such as ``12`` (field 2, bytes).
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
+    if head.translate(None, _TEXT_BYTES):
+        return False
+    stripped = head.lstrip()
+    return bool(stripped) and (chr(stripped[0]).isalpha() or stripped[:1] == b"#")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise MissingInputError(path, "no such file") from None
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
+
+
+def _read_checkpoint(path: Path, saver: str | None) -> ModelSpec:
+    _no_saver_option(path, saver, "a checkpoint")
+    from ckptmap.readers.tf_bundle import open_checkpoint
+
+    with open_checkpoint(path) as ckpt:
+        specs = ckpt.specs()
+        where = str(ckpt.prefix)
+    return model_spec_from_keys(specs.values(), where)
+
+
+# ---------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------
+
+
+def _read_text(path: Path, saver: str | None, fast: bool) -> ModelSpec:
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GraphError(
+            f"{path}: not a text GraphDef (byte {err.start} is not UTF-8; "
+            "a binary GraphDef should be named .pb)"
+        ) from None
+    where = str(path)
+    if not text.strip():
+        raise GraphError(f"{path}: the file is empty, not a GraphDef (export the graph again)")
+    first = _FIRST_FIELD.match(text)
+    field = first.group(1) if first else ""
+    if field in _META_FIELDS:
+        return _from_meta(
+            _parse_text_proto(text, ckptmap_tf_pb2.MetaGraphDef(), where), where, saver
+        )
+    if field in _SAVED_MODEL_FIELDS:
+        saved = _parse_text_proto(text, ckptmap_tf_pb2.SavedModel(), where)
+        return _from_saved_model(saved, where, saver)
+    source: NodeSource
+    if fast:
+        source = GraphText(text, where)
+    else:
+        source = ProtoNodes(_parse_text_proto(text, ckptmap_tf_pb2.GraphDef(), where), where)
+    return build_model_spec(source, saver=saver)
+
+
+def _parse_text_proto(text: str, message: _M, where: str) -> _M:
+    try:
+        text_format.Parse(text, message, allow_unknown_field=True)
+    except text_format.ParseError as err:
+        line, col = err.GetLine(), err.GetColumn()
+        detail = str(err).split(" : ", 1)[-1] if line else str(err)
+        place = f"{where}:{line}:{col}" if line else where
+        raise GraphError(
+            f"{place}: {detail} (fix the file, or write it again with tf.io.write_graph)"
+        ) from None
+    return message
+
+
+# ---------------------------------------------------------------------------
+# Binary
+# ---------------------------------------------------------------------------
+
+
+def _parse_binary(path: Path, message: _M, what: str) -> _M:
+    data = _read_bytes(path)
+    if not data:
+        raise GraphError(f"{path}: the file is empty, not a {what} ({_FIX_BINARY})")
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, RecursionError) as err:
+        raise GraphError(f"{path}: cannot parse as a binary {what} ({_FIX_BINARY})") from err
+    return message
+
+
+def _check_graph_def(graph_def: ckptmap_tf_pb2.GraphDef, where: str, what: str) -> None:
+    for node in graph_def.node:
+        if not node.name or not node.op:
+            raise GraphError(f"{where}: not a {what}: a node has no name or op ({_FIX_BINARY})")
+
+
+def _read_binary_graph(path: Path, saver: str | None) -> ModelSpec:
+    graph_def = _parse_binary(path, ckptmap_tf_pb2.GraphDef(), "GraphDef")
+    _check_graph_def(graph_def, str(path), "GraphDef")
+    return build_model_spec(ProtoNodes(graph_def, str(path)), saver=saver)
+
+
+def _read_binary_meta(path: Path, saver: str | None) -> ModelSpec:
+    meta = _parse_binary(path, ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef")
+    return _from_meta(meta, str(path), saver)
+
+
+def _from_meta(meta: ckptmap_tf_pb2.MetaGraphDef, where: str, saver: str | None) -> ModelSpec:
+    _check_graph_def(meta.graph_def, where, "MetaGraphDef")
+    facts: MetaFacts = meta_facts(meta, where)
+    return build_model_spec(ProtoNodes(meta.graph_def, where), meta=facts, saver=saver)
+
+
+def _read_saved_model(path: Path, saver: str | None) -> ModelSpec:
+    saved = _parse_binary(path, ckptmap_tf_pb2.SavedModel(), "SavedModel")
+    return _from_saved_model(saved, str(path), saver)
+
+
+def _from_saved_model(saved: ckptmap_tf_pb2.SavedModel, where: str, saver: str | None) -> ModelSpec:
+    """Read the first MetaGraphDef: the one ``add_meta_graph_and_variables`` wrote."""
+    if not saved.meta_graphs:
+        raise GraphError(f"{where}: the SavedModel has no meta graph ({_FIX_BINARY})")
+    meta = saved.meta_graphs[0]
+    _check_graph_def(meta.graph_def, where, "SavedModel")
+    facts = meta_facts(meta, where)
+    return build_model_spec(
+        ProtoNodes(meta.graph_def, where), meta=facts, saver=saver, require_saver=True
+    )

@@ -1,0 +1,281 @@
+"""Read a model described by hand: the JSON model spec.
+
+When no graph of the new model is at hand, its variables can be listed in a JSON
+file (the format is documented in ``docs/model-spec.md``)::
+
+    {"variables": [
+      {"name": "global_step", "dtype": "int64", "shape": []},
+      {"name": "tower/dense/kernel", "dtype": "float32", "shape": [8, 4]},
+      {"name": "emb", "dtype": "float32", "shape": [10, 4],
+       "partitions": {"axis": 0, "count": 3}},
+      {"name": "wide/w", "dtype": "float64", "shape": [6, 8],
+       "partitions": {"slices": ["6 8 0,6:0,3", "6 8 0,6:3,5"]}}
+    ]}
+
+Each entry is one checkpoint key. A partitioned entry also yields the graph
+variables ``<name>/part_<i>``, one per slice, the way ``tf.compat.v1`` names the
+parts of a partitioned variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ckptmap.dtypes import DType, dtype_from_name
+from ckptmap.errors import CkptmapError, GraphError, MissingInputError
+from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
+from ckptmap.split import SliceSpec
+
+SPEC_VERSION = 1
+GLOBAL_STEP = "global_step"
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # tf-checkpoint-format.md §10.2
+_TOP_FIELDS = frozenset({"version", "variables"})
+_ENTRY_FIELDS = frozenset({"name", "dtype", "shape", "partitions", "trainable"})
+_FIX = "see docs/model-spec.md for the format"
+
+
+def read_json_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Read a JSON model spec file.
+
+    Args:
+        path: the ``.json`` file.
+
+    Returns:
+        The model: one key per entry, and its graph variables (``<name>/part_<i>``
+        for partitioned entries).
+
+    Raises:
+        MissingInputError: if the file does not exist.
+        GraphError: if it is not valid JSON (with line and column) or not a valid spec.
+
+    Example:
+        >>> spec = read_json_spec("new_model.json")  # doctest: +SKIP
+        >>> spec.keys["emb"].slices[0].format()  # doctest: +SKIP
+        '10 4 0,4:0,4'
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingInputError(path, "no such JSON model spec") from None
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read the JSON model spec ({err.strerror})") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GraphError(f"{path}: not UTF-8 text at byte {err.start} ({_FIX})") from None
+    return parse_json_spec(text, str(path))
+
+
+def parse_json_spec(text: str, where: str = "<json>") -> ModelSpec:
+    """Parse the text of a JSON model spec; ``where`` names it in messages.
+
+    Raises:
+        GraphError: if it is not valid JSON (with line and column) or not a valid spec.
+    """
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GraphError(f"{where}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    if not isinstance(doc, dict):
+        raise GraphError(f"{where}: the top level must be an object with 'variables' ({_FIX})")
+    _check_fields(doc, _TOP_FIELDS, where)
+    version = doc.get("version", SPEC_VERSION)
+    if type(version) is not int or version != SPEC_VERSION:
+        raise GraphError(f"{where}: unsupported spec version {version!r} (this ckptmap reads 1)")
+    entries = doc.get("variables")
+    if not isinstance(entries, list):
+        raise GraphError(f"{where}: 'variables' must be a list of objects ({_FIX})")
+    keys: list[TensorSpec] = []
+    seen: set[str] = set()
+    trainable: dict[str, bool] = {}
+    for index, entry in enumerate(entries):
+        spec, flag = _read_entry(entry, f"{where}: variables[{index}]")
+        if spec.key in seen:
+            raise GraphError(f"{where}: variables[{index}]: name {spec.key!r} is given twice")
+        seen.add(spec.key)
+        keys.append(spec)
+        if flag is not None:
+            trainable[spec.key] = flag
+    return model_spec_from_keys(keys, where, trainable=trainable)
+
+
+def model_spec_from_keys(
+    keys: Iterable[TensorSpec], source: str, *, trainable: dict[str, bool] | None = None
+) -> ModelSpec:
+    """A model whose variables are named after its keys, as a TF1 Saver would save them.
+
+    A whole key ``k`` is the variable ``k``; a sliced key gets the variables
+    ``k/part_<i>``, numbered in the order of their slices' start offsets.
+    ``_CHECKPOINTABLE_OBJECT_GRAPH`` stays a key but is no variable. A variable
+    is trainable unless it is ``global_step`` or ``trainable`` says otherwise.
+    """
+    # Slices in offset order, as in every ModelSpec ckptmap builds.
+    key_list = [
+        replace(spec, slices=tuple(sorted(spec.slices, key=lambda s: s.starts))) for spec in keys
+    ]
+    trainable = trainable or {}
+    variables: list[GraphVariable] = []
+    for spec in key_list:
+        if spec.key == OBJECT_GRAPH_KEY:
+            continue
+        is_step = spec.key == GLOBAL_STEP
+        flag = trainable.get(spec.key, not is_step)
+        if not spec.slices:
+            variables.append(
+                GraphVariable(spec.key, spec.key, spec.dtype, spec.shape, None, flag, is_step)
+            )
+            continue
+        variables.extend(
+            GraphVariable(f"{spec.key}/part_{i}", spec.key, spec.dtype, s.shape, s, flag, is_step)
+            for i, s in enumerate(spec.slices)
+        )
+    return ModelSpec.from_parts(key_list, variables, source=source)
+
+
+def _check_fields(obj: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        expected = ", ".join(sorted(allowed))
+        raise GraphError(f"{where}: unknown field {unknown[0]!r} (expected: {expected})")
+
+
+def _read_entry(entry: object, where: str) -> tuple[TensorSpec, bool | None]:
+    if not isinstance(entry, dict):
+        raise GraphError(f"{where}: must be an object with name, dtype and shape ({_FIX})")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"{where}: 'name' must be a non-empty string ({_FIX})")
+    where = f"{where} ({name!r})"
+    _check_fields(entry, _ENTRY_FIELDS, where)
+    dtype = _read_dtype(entry.get("dtype"), where)
+    shape = _read_shape(entry.get("shape"), where)
+    flag = entry.get("trainable")
+    if flag is not None and not isinstance(flag, bool):
+        raise GraphError(f"{where}: 'trainable' must be true or false")
+    slices: tuple[SliceSpec, ...] = ()
+    if entry.get("partitions") is not None:
+        slices = _read_partitions(entry["partitions"], shape, where)
+    return TensorSpec(name, dtype, shape, slices), flag
+
+
+def _read_dtype(value: object, where: str) -> DType:
+    if not isinstance(value, str):
+        raise GraphError(f"{where}: 'dtype' must be a string such as \"float32\" ({_FIX})")
+    try:
+        return dtype_from_name(value)
+    except CkptmapError as err:
+        raise GraphError(f"{where}: {err}") from err
+
+
+def _read_shape(value: object, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(_is_count(d) for d in value):
+        raise GraphError(
+            f"{where}: 'shape' must be a list of non-negative integers, such as [8, 4] "
+            f"or [] for a scalar, not {json.dumps(value)}"
+        )
+    return tuple(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _read_partitions(value: object, shape: tuple[int, ...], where: str) -> tuple[SliceSpec, ...]:
+    where = f"{where}: partitions"
+    if not isinstance(value, dict):
+        raise GraphError(
+            f'{where}: must be an object: {{"axis": A, "count": N}}, '
+            f'{{"axis": A, "sizes": [...]}} or {{"slices": [...]}} ({_FIX})'
+        )
+    if "slices" in value:
+        _check_fields(value, frozenset({"slices"}), where)
+        return _read_slices(value["slices"], shape, where)
+    _check_fields(value, frozenset({"axis", "count", "sizes"}), where)
+    if not shape:
+        raise GraphError(f"{where}: a scalar cannot be partitioned")
+    axis = value.get("axis", 0)
+    if not isinstance(axis, int) or isinstance(axis, bool) or not 0 <= axis < len(shape):
+        raise GraphError(f"{where}: 'axis' must be an integer from 0 to {len(shape) - 1}")
+    dim = shape[axis]
+    if ("count" in value) == ("sizes" in value):
+        raise GraphError(f"{where}: give exactly one of 'count' and 'sizes'")
+    if "count" in value:
+        count = value["count"]
+        if not _is_count(count) or not 1 <= count <= dim:
+            raise GraphError(
+                f"{where}: 'count' must be an integer from 1 to {dim} (the size of axis {axis})"
+            )
+        sizes = [dim // count + (1 if i < dim % count else 0) for i in range(count)]
+    else:
+        sizes = value["sizes"]
+        if not isinstance(sizes, list) or not sizes or not all(_is_count(s) and s for s in sizes):
+            raise GraphError(f"{where}: 'sizes' must be a list of positive integers")
+        if sum(sizes) != dim:
+            raise GraphError(
+                f"{where}: 'sizes' add up to {sum(sizes)}, not {dim} (the size of axis {axis})"
+            )
+    return _slices_along(shape, axis, sizes)
+
+
+def _slices_along(shape: tuple[int, ...], axis: int, sizes: Sequence[int]) -> tuple[SliceSpec, ...]:
+    """Cut ``shape`` along ``axis`` into ``sizes``, spelled as the Python Saver does (§6.1)."""
+    slices = []
+    offset = 0
+    for size in sizes:
+        extents = tuple((offset, size) if i == axis else (0, d) for i, d in enumerate(shape))
+        slices.append(SliceSpec(shape, extents))
+        offset += size
+    return tuple(slices)
+
+
+def _read_slices(value: object, shape: tuple[int, ...], where: str) -> tuple[SliceSpec, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        raise GraphError(f"{where}: 'slices' must be a non-empty list of slice-spec strings")
+    slices = []
+    for text in value:
+        try:
+            spec = SliceSpec.parse(text)
+        except CkptmapError as err:
+            raise GraphError(f"{where}: {err}") from err
+        if spec.full_shape != shape:
+            raise GraphError(
+                f"{where}: slice {text!r} is of a tensor of shape {list(spec.full_shape)}, "
+                f"not {list(shape)}"
+            )
+        slices.append(spec)
+    _check_tiling(slices, shape, where)
+    return tuple(slices)
+
+
+def _check_tiling(slices: list[SliceSpec], shape: tuple[int, ...], where: str) -> None:
+    """The slices must cover ``shape`` exactly once: no overlap, no gap."""
+    boxes = [
+        [(st, st + (d if ln == -1 else ln)) for d, (st, ln) in zip(shape, s.extents, strict=True)]
+        for s in slices
+    ]
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            b = boxes[j]
+            if all(lo1 < hi2 and lo2 < hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b, strict=True)):
+                raise GraphError(
+                    f"{where}: slices {slices[i].format()!r} and {slices[j].format()!r} overlap"
+                )
+    covered = 0
+    for box in boxes:
+        volume = 1
+        for lo, hi in box:
+            volume *= hi - lo
+        covered += volume
+    total = 1
+    for d in shape:
+        total *= d
+    if covered != total:
+        raise GraphError(
+            f"{where}: the slices cover {covered} of the {total} elements of {list(shape)}"
+        )

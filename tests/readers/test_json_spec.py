@@ -1,0 +1,302 @@
+"""The JSON model spec (ckptmap/readers/json_spec.py, format in docs/model-spec.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import FIXTURES
+
+from ckptmap.dtypes import dtype_from_name
+from ckptmap.errors import GraphError, MissingInputError, UsageError
+from ckptmap.readers.graph import read_model_spec
+from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, read_json_spec
+from ckptmap.readers.tf_bundle import open_checkpoint
+from ckptmap.spec import GraphVariable, TensorSpec
+from ckptmap.split import SliceSpec
+
+F32 = dtype_from_name("float32")
+
+
+def spec_of(*variables: dict[str, Any]) -> str:
+    return json.dumps({"variables": list(variables)})
+
+
+def test_the_documented_example() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "model-spec.md"
+    text = doc.read_text()
+    example = text[text.index("```json\n") + 8 : text.index("```", text.index("```json\n") + 8)]
+    spec = parse_json_spec(example, "doc")
+    assert list(spec.keys) == [
+        "emb", "global_step", "odd", "tower/dense/bias", "tower/dense/kernel", "wide/w"
+    ]  # fmt: skip
+    assert spec.keys["global_step"] == TensorSpec("global_step", dtype_from_name("int64"), ())
+    assert [s.format() for s in spec.keys["emb"].slices] == [
+        "10 4 0,4:0,4",
+        "10 4 4,3:0,4",
+        "10 4 7,3:0,4",
+    ]
+    assert [s.format() for s in spec.keys["wide/w"].slices] == [
+        "6 8 0,6:0,3",
+        "6 8 0,6:3,3",
+        "6 8 0,6:6,2",
+    ]
+    assert spec.keys["wide/w"].dtype.name == "float64"
+    assert [v.name for v in spec.variables_of("emb")] == ["emb/part_0", "emb/part_1", "emb/part_2"]
+    assert spec.variables["emb/part_1"] == GraphVariable(
+        "emb/part_1", "emb", F32, (3, 4), SliceSpec.parse("10 4 4,3:0,4")
+    )
+    assert spec.variables["global_step"].is_global_step
+    assert not spec.variables["global_step"].trainable
+    assert spec.variables["tower/dense/kernel"].trainable
+
+
+def test_trainable_and_dtype_spellings() -> None:
+    spec = parse_json_spec(
+        spec_of(
+            {"name": "a", "dtype": "DT_FLOAT", "shape": [2], "trainable": False},
+            {"name": "b", "dtype": "half", "shape": [0, 3]},
+            {"name": "c", "dtype": "bfloat16", "shape": []},
+        )
+    )
+    assert spec.variables["a"] == GraphVariable("a", "a", F32, (2,), None, trainable=False)
+    assert spec.keys["b"].dtype.name == "float16"
+    assert spec.keys["b"].shape == (0, 3)
+    assert spec.keys["c"].dtype.name == "bfloat16"
+
+
+def test_explicit_slices_are_sorted_by_offset() -> None:
+    spec = parse_json_spec(
+        spec_of(
+            {
+                "name": "t",
+                "dtype": "float32",
+                "shape": [6, 2],
+                "partitions": {"slices": ["6 2 4,2:0,2", "6 2 0,2:-", "6 2 2,2:0,2"]},
+            }
+        )
+    )
+    assert [s.format() for s in spec.keys["t"].slices] == [
+        "6 2 0,2:-",
+        "6 2 2,2:0,2",
+        "6 2 4,2:0,2",
+    ]
+    assert spec.variables["t/part_0"].shape == (2, 2)
+    assert spec.variables["t/part_2"].slice == SliceSpec.parse("6 2 4,2:0,2")
+
+
+def test_sizes_along_axis_1() -> None:
+    spec = parse_json_spec(
+        spec_of(
+            {
+                "name": "w",
+                "dtype": "float32",
+                "shape": [3, 7],
+                "partitions": {"axis": 1, "sizes": [2, 5]},
+            }
+        )
+    )
+    assert [v.shape for v in spec.variables_of("w")] == [(3, 2), (3, 5)]
+
+
+def test_count_like_fixed_size_partitioner() -> None:
+    """200 rows in 3 parts are 67, 67, 66, as TF's partitioner cut ffm_v2's embeddings."""
+    spec = parse_json_spec(
+        spec_of(
+            {
+                "name": "ffm/embeddings",
+                "dtype": "float32",
+                "shape": [200, 16],
+                "partitions": {"count": 3},
+            }
+        )
+    )
+    with open_checkpoint(FIXTURES / "ffm_v2") as ckpt:
+        stored = ckpt.specs()["ffm/embeddings"]
+    assert set(spec.keys["ffm/embeddings"].slices) == set(stored.slices)
+
+
+def test_read_json_spec_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(spec_of({"name": "x", "dtype": "int32", "shape": [1]}))
+    spec = read_json_spec(path)
+    assert spec.source == str(path)
+    assert read_model_spec(path) == spec
+    with pytest.raises(UsageError, match="the saver option applies to graphs"):
+        read_model_spec(path, saver="save")
+    with pytest.raises(MissingInputError, match="no such JSON model spec"):
+        read_json_spec(tmp_path / "missing.json")
+
+
+def test_model_spec_from_checkpoint_keys() -> None:
+    with open_checkpoint(FIXTURES / "tf2_module") as ckpt:
+        specs = ckpt.specs()
+    spec = model_spec_from_keys(specs.values(), "ckpt")
+    assert "_CHECKPOINTABLE_OBJECT_GRAPH" in spec.keys
+    assert "_CHECKPOINTABLE_OBJECT_GRAPH" not in spec.variables
+    assert set(spec.variables) == set(spec.keys) - {"_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+BAD = [
+    ("{", "<json>:1:2: not valid JSON: Expecting property name enclosed in double quotes"),
+    ('{"variables": [}', "<json>:1:16: not valid JSON: Expecting value"),
+    ("[]", "<json>: the top level must be an object with 'variables'"),
+    ('{"variable": []}', "<json>: unknown field 'variable' (expected: variables, version)"),
+    ('{"version": 2, "variables": []}', "<json>: unsupported spec version 2"),
+    ('{"variables": {}}', "<json>: 'variables' must be a list of objects"),
+    ('{"variables": [1]}', "<json>: variables[0]: must be an object"),
+    (
+        spec_of({"dtype": "float32", "shape": []}),
+        "<json>: variables[0]: 'name' must be a non-empty string",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float33", "shape": []}),
+        "<json>: variables[0] ('a'): unknown dtype 'float33' (expected one of: ",
+    ),
+    (
+        spec_of({"name": "a", "dtype": 1, "shape": []}),
+        "<json>: variables[0] ('a'): 'dtype' must be a string",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [2, -1]}),
+        "<json>: variables[0] ('a'): 'shape' must be a list of non-negative integers, "
+        "such as [8, 4] or [] for a scalar, not [2, -1]",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [True]}),
+        "<json>: variables[0] ('a'): 'shape' must be a list of non-negative integers",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": "4"}),
+        "<json>: variables[0] ('a'): 'shape' must be a list",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [1], "size": 4}),
+        "<json>: variables[0] ('a'): unknown field 'size'",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [1], "trainable": "yes"}),
+        "<json>: variables[0] ('a'): 'trainable' must be true or false",
+    ),
+    (
+        spec_of(
+            {"name": "a", "dtype": "float32", "shape": [1]},
+            {"name": "a", "dtype": "float32", "shape": [1]},
+        ),
+        "<json>: variables[1]: name 'a' is given twice",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10, 4], "partitions": 3}),
+        "<json>: variables[0] ('a'): partitions: must be an object",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10, 4], "partitions": {"count": 11}}),
+        "<json>: variables[0] ('a'): partitions: 'count' must be an integer from 1 to 10 "
+        "(the size of axis 0)",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10, 4], "partitions": {"count": 0}}),
+        "'count' must be an integer from 1 to 10",
+    ),
+    (
+        spec_of(
+            {
+                "name": "a",
+                "dtype": "float32",
+                "shape": [10, 4],
+                "partitions": {"axis": 2, "count": 2},
+            }
+        ),
+        "<json>: variables[0] ('a'): partitions: 'axis' must be an integer from 0 to 1",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [], "partitions": {"count": 1}}),
+        "partitions: a scalar cannot be partitioned",
+    ),
+    (
+        spec_of(
+            {
+                "name": "a",
+                "dtype": "float32",
+                "shape": [10],
+                "partitions": {"count": 2, "sizes": [5, 5]},
+            }
+        ),
+        "partitions: give exactly one of 'count' and 'sizes'",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10], "partitions": {"sizes": [5, 4]}}),
+        "partitions: 'sizes' add up to 9, not 10 (the size of axis 0)",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10], "partitions": {"sizes": [10, 0]}}),
+        "partitions: 'sizes' must be a list of positive integers",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10], "partitions": {"slices": []}}),
+        "partitions: 'slices' must be a non-empty list of slice-spec strings",
+    ),
+    (
+        spec_of({"name": "a", "dtype": "float32", "shape": [10], "partitions": {"slices": ["10"]}}),
+        "partitions: slice spec '10' needs a shape and a slice",
+    ),
+    (
+        spec_of(
+            {"name": "a", "dtype": "float32", "shape": [10], "partitions": {"slices": ["9 0,9"]}}
+        ),
+        "partitions: slice '9 0,9' is of a tensor of shape [9], not [10]",
+    ),
+    (
+        spec_of(
+            {
+                "name": "a",
+                "dtype": "float32",
+                "shape": [10],
+                "partitions": {"slices": ["10 0,6", "10 5,5"]},
+            }
+        ),
+        "partitions: slices '10 0,6' and '10 5,5' overlap",
+    ),
+    (
+        spec_of(
+            {
+                "name": "a",
+                "dtype": "float32",
+                "shape": [10],
+                "partitions": {"slices": ["10 0,4", "10 5,5"]},
+            }
+        ),
+        "partitions: the slices cover 9 of the 10 elements of [10]",
+    ),
+    (
+        spec_of(
+            {
+                "name": "a",
+                "dtype": "float32",
+                "shape": [10],
+                "partitions": {"slices": ["10 0,4"], "count": 1},
+            }
+        ),
+        "partitions: unknown field 'count' (expected: slices)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD, ids=[f"bad-{i}" for i in range(len(BAD))])
+def test_bad_specs(text: str, message: str) -> None:
+    with pytest.raises(GraphError) as err:
+        parse_json_spec(text)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_json_syntax_error_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text('{\n  "variables": [\n    {"name": "a",, "dtype": "float32"}\n  ]\n}\n')
+    with pytest.raises(GraphError) as err:
+        read_json_spec(path)
+    assert str(err.value) == (
+        f"{path}:3:18: not valid JSON: Expecting property name enclosed in double quotes"
+    )
