@@ -68,11 +68,15 @@ class ModelSpec:
         keys: the keys the model's saver restores, by key, in key order.
         variables: the model's variables, by graph name, in name order.
         source: where the description came from, for messages.
+        save_shards: how many restore ops the model's Saver has: one per device
+            for a sharded Saver (so the number of parameter servers of a
+            Monolith-style model), 1 for a plain one; 0 when unknown.
     """
 
     keys: dict[str, TensorSpec]
     variables: dict[str, GraphVariable] = field(default_factory=dict)
     source: str = ""
+    save_shards: int = 0
 
     @classmethod
     def from_parts(

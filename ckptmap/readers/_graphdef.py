@@ -342,7 +342,8 @@ def _spec_from_saver(
                 _graph_variable(var, key, dtype, shape, spec, meta)
                 for var in assigned.get(item.output, ())
             )
-    return ModelSpec.from_parts(keys, graph_vars, source=where)
+    model = ModelSpec.from_parts(keys, graph_vars, source=where)
+    return replace(model, save_shards=len(restores))
 
 
 def _read_restore(source: NodeSource, name: str) -> list[_Restored]:
