@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from helpers import FIXTURES, GOLDEN_JSONS, Golden, assert_same_values, flip_byte, load_golden
