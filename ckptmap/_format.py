@@ -60,30 +60,6 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def decode_varint(
-    buf: bytes | memoryview, pos: int, limit: int, max_bytes: int = 10
-) -> tuple[int, int]:
-    """Decode a varint at ``buf[pos]``, not reading at or past ``limit``.
-
-    Returns:
-        ``(value, next_pos)``.
-
-    Raises:
-        ValueError: if the varint runs past ``limit`` or is longer than ``max_bytes``.
-    """
-    result = 0
-    shift = 0
-    end = min(limit, pos + max_bytes)
-    while pos < end:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-    raise ValueError("truncated or over-long varint")
-
-
 # ---------------------------------------------------------------------------
 # OrderedCode (§6.4): the slice keys of partitioned tensors.
 # ---------------------------------------------------------------------------
