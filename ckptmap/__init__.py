@@ -15,6 +15,8 @@ TensorFlow is never imported; the in-graph adapter lives in ``ckptmap.tf``.
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -91,6 +93,35 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """The functions ``check`` and ``remap`` share their names with their modules.
+
+    Importing ``ckptmap.check`` makes the import system set the package attribute
+    ``check`` to the module; here that attribute stays the function, so
+    ``ckptmap.check(...)`` works whatever was imported before. The modules stay
+    reachable as ``sys.modules["ckptmap.check"]`` and through ``from ... import``.
+    """
+
+    @property
+    def check(self) -> Any:
+        return __getattr__("check")
+
+    @check.setter
+    def check(self, value: Any) -> None:  # the import system storing the module
+        pass
+
+    @property
+    def remap(self) -> Any:
+        return __getattr__("remap")
+
+    @remap.setter
+    def remap(self, value: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
