@@ -8,22 +8,27 @@ plus a verdict.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 
-from ckptmap._format import crc32c, unmask_crc
+from ckptmap._crc import crc32c_combine
+from ckptmap._format import unmask_crc
 from ckptmap.alias import AliasPlan, plan_aliases
 from ckptmap.errors import (
     AliasError,
     CorruptCheckpointError,
+    InputError,
     MissingInputError,
     OutputError,
     OutputExistsError,
@@ -34,6 +39,7 @@ from ckptmap.naming import Rule, parse_rule
 from ckptmap.plan import (
     Method,
     PiecePlan,
+    Run,
     SourcePiece,
     TensorPlan,
     box_of,
@@ -310,50 +316,161 @@ def _stored_entry(ckpt: Checkpoint, key: str, piece: SourcePiece) -> TensorEntry
     )
 
 
-def _file_crc(path: Path, offset: int, size: int, buffer: bytearray, what: str) -> int:
-    """CRC32C of ``size`` bytes at ``offset`` of a file, read through ``buffer``."""
-    crc = 0
-    view = memoryview(buffer)
-    with open(path, "rb") as f:
-        f.seek(offset)
-        left = size
-        while left:
-            n = f.readinto(view[: min(left, len(view))])
-            if not n:
-                raise CorruptCheckpointError(
-                    path,
-                    f"{what} ends past the end of the file (the shard is truncated; copy it again)",
-                )
-            crc = crc32c(view[:n], crc)
-            left -= n
-    return crc
+_CRC_BUFFER = 4 << 20
 
 
-class _SourceVerifier:
-    """Checks each old entry's CRC32C once, by buffered reads (no memory map)."""
+def _piece_label(key: str, piece: SourcePiece) -> str:
+    """``tensor 'k'`` or ``tensor 'k' slice 0,4:-`` for messages about a stored old piece."""
+    label = f"tensor {key!r}"
+    return label if piece.slice is None else f"{label} slice {piece.slice.format()}"
 
-    def __init__(self, ckpt: Checkpoint, enabled: bool) -> None:
+
+class _SourceCrcs:
+    """CRC32C of the byte runs that ``ranges`` pieces take from old entries; one read each.
+
+    For one tensor at a time (:meth:`prepare`), the runs taken from each stored old
+    piece cut its entry into segments. The first time a run of an entry is needed,
+    one buffered pass over the entry computes the CRC of every segment; the
+    entry's stored CRC is checked by combining them all (``crc32c_combine``), and
+    each run's CRC is combined from the segments it spans. So every source byte
+    is read once, whatever the number of output pieces cut from it, and memory
+    stays at one reused buffer.
+
+    With ``verify`` false only the segments inside runs are read and the entry's
+    CRC is not checked.
+    """
+
+    def __init__(self, ckpt: Checkpoint, verify: bool) -> None:
         self._ckpt = ckpt
-        self._enabled = enabled
-        self._done: set[tuple[int, int]] = set()
-        self.buffer = bytearray(_CRC_BUFFER)
+        self._verify = verify
+        self._key = ""
+        self._runs: dict[SourcePiece, list[tuple[int, int]]] = {}
+        self._scans: dict[SourcePiece, tuple[TensorEntry, Future[dict[int, tuple[int, int]]]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._buffer: bytearray | None = None
 
-    def check(self, entry: TensorEntry) -> None:
-        ident = (entry.shard_id, entry.offset)
-        if not self._enabled or ident in self._done:
-            return
-        if entry.dtype.is_string:
-            self._ckpt.read_slice_entry(entry, verify=True)
-        else:
-            path = self._ckpt.shard_path(entry.shard_id)
-            crc = _file_crc(path, entry.offset, entry.size, self.buffer, f"tensor {entry.key!r}")
-            if crc != unmask_crc(entry.crc32c):
+    def prepare(self, tensor: TensorPlan) -> None:
+        """Collect the runs of ``tensor``'s ``ranges`` pieces and start reading their entries.
+
+        The entries are read in the order the pieces need them by one worker
+        thread, so reading and checking overlap the copies of earlier pieces.
+        """
+        self._settle()
+        self._key = tensor.source
+        for piece in tensor.pieces:
+            if piece.method is Method.RANGES:
+                for run in piece.runs:
+                    self._runs.setdefault(run.source, []).append(
+                        (run.offset, run.offset + run.size)
+                    )
+        for source in self._runs:  # dicts keep first-use order
+            entry = _stored_entry(self._ckpt, self._key, source)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="ckptmap-crc")
+            label = _piece_label(self._key, source)
+            runs = tuple(self._runs[source])
+            self._scans[source] = (entry, self._pool.submit(self._scan, entry, runs, label))
+
+    def run_crc(self, run: Run) -> tuple[TensorEntry, int]:
+        """The old entry holding ``run`` and the unmasked CRC32C of the run's bytes.
+
+        Raises:
+            CorruptCheckpointError: if the entry's CRC does not match (with
+                ``verify``) or its shard ends early.
+            InputError: if the shard cannot be read.
+        """
+        entry, scan = self._scans[run.source]
+        segments = scan.result()
+        crc, pos, end = 0, run.offset, run.offset + run.size
+        while pos < end:
+            seg_end, seg_crc = segments[pos]
+            crc = crc32c_combine(crc, seg_crc, seg_end - pos)
+            pos = seg_end
+        return entry, crc
+
+    def close(self) -> None:
+        """Stop the worker thread (waiting for a read in progress). Idempotent."""
+        self._settle()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _settle(self) -> None:
+        for _, scan in self._scans.values():
+            scan.cancel()
+        for _, scan in self._scans.values():
+            if not scan.cancelled():
+                scan.exception()  # wait; errors of unused scans do not matter
+        self._scans.clear()
+        self._runs.clear()
+
+    def _scan(
+        self, entry: TensorEntry, runs: tuple[tuple[int, int], ...], label: str
+    ) -> dict[int, tuple[int, int]]:
+        """In the worker thread: CRCs of the segments of one entry, checked against it.
+
+        Returns ``{segment start: (segment end, crc)}`` in bytes from the entry's start.
+        """
+        cuts = {0, entry.size}
+        for start, stop in runs:
+            if not 0 <= start <= stop <= entry.size:
+                raise CorruptCheckpointError(
+                    self._ckpt.index_path,
+                    f"{label}: the entry holds {entry.size} bytes, "
+                    "too few for its shape; the index is corrupt",
+                )
+            cuts.update((start, stop))
+        bounds = sorted(cuts)
+        path = self._ckpt.shard_path(entry.shard_id)
+        segments: dict[int, tuple[int, int]] = {}
+        whole = 0
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise MissingInputError(
+                path, "data shard not found (is the checkpoint complete?)"
+            ) from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read {label}: {err.strerror or err}") from err
+        try:
+            for start, stop in itertools.pairwise(bounds):
+                if start == stop:
+                    continue
+                if not self._verify and not any(a <= start < b for a, b in runs):
+                    continue
+                crc = self._crc(fd, path, entry.offset + start, stop - start, label)
+                segments[start] = (stop, crc)
+                whole = crc32c_combine(whole, crc, stop - start)
+        finally:
+            os.close(fd)
+        if self._verify and whole != unmask_crc(entry.crc32c):
+            raise CorruptCheckpointError(
+                path,
+                f"{label}: CRC32C mismatch in bytes {entry.offset}..{entry.offset + entry.size} "
+                "(the old checkpoint is corrupt; restore it from a backup)",
+            )
+        return segments
+
+    def _crc(self, fd: int, path: Path, offset: int, size: int, label: str) -> int:
+        if self._buffer is None:
+            self._buffer = bytearray(_CRC_BUFFER)
+        view = memoryview(self._buffer)
+        arr = np.frombuffer(self._buffer, np.uint8)
+        crc, pos, end = 0, offset, offset + size
+        while pos < end:
+            try:
+                got = os.preadv(fd, [view[: min(len(view), end - pos)]], pos)
+            except OSError as err:
+                raise InputError(f"{path}: cannot read {label}: {err.strerror or err}") from err
+            if got <= 0:
                 raise CorruptCheckpointError(
                     path,
-                    f"tensor {entry.key!r}: CRC32C mismatch (the checkpoint is corrupt; "
-                    "restore it from a backup)",
+                    f"{label}: the file ends at byte {pos}, inside the tensor "
+                    "(the shard is truncated; copy it again)",
                 )
-        self._done.add(ident)
+            crc = int(google_crc32c.extend(crc, arr[:got]))
+            pos += got
+        return crc
 
 
 class _Linker:
@@ -373,17 +490,16 @@ class _Linker:
         return self._shards[old_shard]
 
 
-_CRC_BUFFER = 4 << 20
-
-
-def _assemble(ckpt: Checkpoint, tensor: TensorPlan, piece: PiecePlan) -> np.ndarray:
+def _assemble(
+    ckpt: Checkpoint, tensor: TensorPlan, piece: PiecePlan, verify: bool = True
+) -> np.ndarray:
     """Build one output piece with numpy from the old pieces it overlaps."""
     box = box_of(piece.slice, tensor.shape)
     sources = overlapping(source_pieces(tensor.shape, ckpt.specs()[tensor.source].slices), box)
     out = np.empty(piece.shape, dtype=tensor.dtype.numpy)
     for src in sources:
         entry = _stored_entry(ckpt, tensor.source, src)
-        data = ckpt.read_slice_entry(entry, verify=True)
+        data = ckpt.read_slice_entry(entry, verify=verify)
         inter = tuple(
             (max(b0, s0), min(b1, s1)) for (b0, b1), (s0, s1) in zip(box, src.box, strict=True)
         )
@@ -404,7 +520,7 @@ def _link_piece(
     piece: PiecePlan,
     out_key: str,
     linker: _Linker,
-    verifier: _SourceVerifier,
+    crcs: _SourceCrcs,
 ) -> bool:
     """Point an entry into a linked old shard when the piece is one stored byte run there."""
     if piece.method is Method.COPY and piece.source is not None:
@@ -412,10 +528,8 @@ def _link_piece(
         offset, size, crc = entry.offset, entry.size, unmask_crc(entry.crc32c)
     elif piece.method is Method.RANGES and len(piece.runs) == 1:
         run = piece.runs[0]
-        entry = _stored_entry(ckpt, tensor.source, run.source)
+        entry, crc = crcs.run_crc(run)
         offset, size = entry.offset + run.offset, run.size
-        path = ckpt.shard_path(entry.shard_id)
-        crc = _file_crc(path, offset, size, verifier.buffer, f"tensor {entry.key!r}")
     else:
         return False
     writer.add_reference(
@@ -434,11 +548,14 @@ def _write_tensor(
     writer: BundleWriter,
     ckpt: Checkpoint,
     tensor: TensorPlan,
-    verifier: _SourceVerifier,
+    crcs: _SourceCrcs,
     progress: Progress | None,
     linker: _Linker | None = None,
+    verify: bool = True,
 ) -> int:
+    """Write one output tensor's pieces; return the bytes written."""
     written = 0
+    crcs.prepare(tensor)
     if tensor.sliced:
         writer.add_sliced(
             tensor.key,
@@ -448,9 +565,7 @@ def _write_tensor(
         )
     for piece in tensor.pieces:
         out_key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
-        if linker is not None and _link_piece(
-            writer, ckpt, tensor, piece, out_key, linker, verifier
-        ):
+        if linker is not None and _link_piece(writer, ckpt, tensor, piece, out_key, linker, crcs):
             if progress is not None:
                 progress(piece.nbytes)
             continue
@@ -463,21 +578,27 @@ def _write_tensor(
                 entry.size,
                 dtype=tensor.dtype,
                 shape=piece.shape,
+                # Unchanged bytes keep their stored CRC: never read here, and any
+                # corruption stays detectable in the output (TF, inspect --verify).
                 expected_crc32c=unmask_crc(entry.crc32c),
+                verify=False,
             )
             size = entry.size
         elif piece.method is Method.RANGES:
             ranges: list[tuple[Path, int, int]] = []
+            crc = 0
             for run in piece.runs:
-                entry = _stored_entry(ckpt, tensor.source, run.source)
-                verifier.check(entry)
+                entry, run_crc = crcs.run_crc(run)
+                crc = crc32c_combine(crc, run_crc, run.size)
                 ranges.append(
                     (ckpt.shard_path(entry.shard_id), entry.offset + run.offset, run.size)
                 )
-            writer.add_ranges(out_key, None, ranges, dtype=tensor.dtype, shape=piece.shape)
+            writer.add_ranges(
+                out_key, None, ranges, dtype=tensor.dtype, shape=piece.shape, crc32c=crc
+            )
             size = piece.nbytes
         else:
-            array = _assemble(ckpt, tensor, piece)
+            array = _assemble(ckpt, tensor, piece, verify)
             writer.add_array(out_key, array, dtype=tensor.dtype)
             size = int(array.nbytes) if not tensor.dtype.is_string else 0
         written += size
@@ -561,7 +682,17 @@ def execute(
             the new index points into it; only other pieces are written. Falls
             back to copying the shard where a link is impossible (noted in the
             result). Old checkpoint files are never modified either way.
-        verify: check the CRC32C of every old tensor read.
+        verify: check the stored CRC32C of every old entry whose bytes are
+            transformed: the entries that ``ranges`` pieces are cut from (each
+            read once; the check comes from combining the CRCs of the runs) and
+            those read to ``assemble`` a piece. A mismatch raises
+            :class:`CorruptCheckpointError` and nothing is published. Pieces
+            copied unchanged (``copy``, and ``--link`` references) are never
+            read, either way: their bytes keep their stored CRC, so a corrupt
+            source stays detectable in the output by TensorFlow's restore and
+            ``ckptmap inspect --verify``; nothing is masked. ``False`` skips
+            the checks (the new CRCs of cut pieces are still computed from
+            the bytes read).
         progress: called with a byte count after each stored piece.
 
     Raises:
@@ -585,12 +716,18 @@ def execute(
     _check_output(prefix, plan.old_prefix)
     bytes_written = 0
     with open_checkpoint(plan.old_prefix) as ckpt:
-        verifier = _SourceVerifier(ckpt, verify)
-        with BundleWriter(prefix, num_shards=shards, force=force, byte_order=ckpt.byte_order) as w:
-            linker = _Linker(w, ckpt) if link else None
-            for tensor in plan.tensors:
-                bytes_written += _write_tensor(w, ckpt, tensor, verifier, progress, linker)
-            committed = w.commit()
+        crcs = _SourceCrcs(ckpt, verify)
+        try:
+            with BundleWriter(
+                prefix, num_shards=shards, force=force, byte_order=ckpt.byte_order
+            ) as w:
+                linker = _Linker(w, ckpt) if link else None
+                for tensor in plan.tensors:
+                    bytes_written += _write_tensor(w, ckpt, tensor, crcs, progress, linker, verify)
+                crcs.close()
+                committed = w.commit()
+        finally:
+            crcs.close()
     files = [*committed.data_paths, committed.index_path]
     asset_files, notes = _copy_assets(plan, committed.prefix, assets, force)
     if linker is not None and linker.copied:

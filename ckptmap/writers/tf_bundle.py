@@ -87,6 +87,8 @@ from ckptmap.writers._layout import (
     string_items,
 )
 from ckptmap.writers._table import TableBuilder
+from ckptmap.writers._writeback import STEP as _WRITEBACK_STEP
+from ckptmap.writers._writeback import Writeback
 
 __all__ = ["BundleWriter", "CommitResult", "data_path", "slice_entry_key"]
 
@@ -229,6 +231,7 @@ class BundleWriter:
         self._entries: dict[bytes, Entry] = {}
         self._shards: list[_Shard] = []
         self._sources = SourceFiles()
+        self._writeback = Writeback()
         self._temps: list[Path] = []
         self._published: list[Path] = []
         self._index_published = False
@@ -437,6 +440,7 @@ class BundleWriter:
         *,
         dtype: DTypeLike,
         shape: Sequence[int],
+        crc32c: int | None = None,
         shard: int | None = None,
     ) -> None:
         """Add a numeric tensor made of byte ranges of source files, in order.
@@ -445,9 +449,17 @@ class BundleWriter:
         full tensor merged from slices split along the first axis, is a
         concatenation of contiguous ranges. Each range is ``(offset, size)`` in
         ``src`` or ``(path, offset, size)`` in another file; adjacent ranges are
-        merged, then copied like :meth:`add_copy` after one buffered CRC pass.
+        merged, then copied like :meth:`add_copy`.
         For many small pieces (a split along a later axis) prefer slicing a
         memory-mapped array and :meth:`add_array`.
+
+        Args:
+            crc32c: the *unmasked* CRC32C of the concatenated ranges if the
+                caller already knows it (e.g. combined with
+                :func:`ckptmap._crc.crc32c_combine` from CRCs it computed while
+                checking the source entries): trusted, and the ranges are then
+                never read into user space. ``None`` (default): one buffered
+                read of the ranges computes it.
 
         Raises:
             UsageError: for string dtypes, sizes that disagree with dtype and
@@ -476,7 +488,10 @@ class BundleWriter:
                 pieces.append((source, offset, size))
         total = sum(p[2] for p in pieces)
         check_size(dt, dims, total, where(kb))
-        crc = self._sources.crc_ranges(pieces, where(kb))
+        if crc32c is None:
+            crc = self._sources.crc_ranges(pieces, where(kb))
+        else:
+            crc = check_crc_value(crc32c, where(kb))
         sid = self._pick_shard(shard, total)
         start = self._copy_pieces(sid, pieces, kb)
         self._entries[kb] = Entry(kb, dt, dims, sid, start, total, mask_crc(crc))
@@ -630,6 +645,7 @@ class BundleWriter:
         index_final = self._index_path()
         index_temp = temp_path(self._prefix, self._token, "-index")
         try:
+            self._writeback.finish()
             for shard in self._shards:
                 shard.file.flush()
                 os.fsync(shard.file.fileno())
@@ -714,6 +730,7 @@ class BundleWriter:
             return
         committed = self._index_published
         self._state = "committed" if committed else "aborted"
+        self._writeback.finish()
         for shard in self._shards:
             with contextlib.suppress(OSError):  # the file is being thrown away
                 shard.file.close()
@@ -834,6 +851,10 @@ class BundleWriter:
             for chunk in chunks:
                 shard.file.write(chunk)
                 shard.size += memoryview(chunk).nbytes
+            fd = shard.file.fileno()
+            if self._writeback.due(fd, shard.size):
+                shard.file.flush()
+                self._writeback.wrote(fd, shard.size)
         except OSError as err:
             raise self._fail(self._prefix, err) from err
         return offset
@@ -887,9 +908,15 @@ class BundleWriter:
         start = pos = shard.size
         try:
             shard.file.flush()
+            fd = shard.file.fileno()
             for source, offset, size in pieces:
-                self._sources.copy(source, offset, size, shard.file.fileno(), pos)
-                pos += size
+                done = 0
+                while done < size:  # in steps, so writeback starts while copying
+                    step = min(size - done, _WRITEBACK_STEP)
+                    self._sources.copy(source, offset + done, step, fd, pos)
+                    pos += step
+                    done += step
+                    self._writeback.wrote(fd, pos)
             shard.file.seek(pos)
         except SourceEnded as short:
             self._rollback(shard, start)

@@ -575,6 +575,62 @@ def test_add_ranges_validation(tmp_path: Path) -> None:
     assert result.data_bytes == 4
 
 
+def test_add_ranges_trusts_a_given_crc_without_reading(tmp_path: Path) -> None:
+    with open_checkpoint(ZOO) as ckpt:
+        f32 = ckpt.entry("float32")  # [4, 3]
+        value = ckpt.read("float32")
+    shard = data_path(ZOO, 0, 1)
+    row = 3 * 4
+    good = crc32c(shard.read_bytes()[f32.offset : f32.offset + 2 * row])  # rows 0..1
+    with BundleWriter(tmp_path / "t") as writer:
+        writer.add_ranges("trusted", shard, [(f32.offset + 2 * row, 2 * row)], dtype=F32,
+                          shape=(2, 3), crc32c=good)  # fmt: skip
+        writer.add_ranges("computed", shard, [(f32.offset + 2 * row, 2 * row)], dtype=F32,
+                          shape=(2, 3))  # fmt: skip
+        with pytest.raises(UsageError, match="32-bit"):
+            writer.add_ranges("bad", shard, [(f32.offset, row)], dtype=F32, shape=(1, 3),
+                              crc32c=1 << 32)  # fmt: skip
+        result = writer.commit()
+    with open_checkpoint(result.prefix) as ckpt:
+        # the given CRC is stored as is (it belongs to rows 0..1, not to rows 2..3)
+        assert unmask_crc(ckpt.entry("trusted").crc32c) == good
+        with pytest.raises(CorruptCheckpointError, match="CRC"):
+            ckpt.read("trusted", verify=True)
+        np.testing.assert_array_equal(ckpt.read("computed", verify=True), value[2:4])
+
+
+@pytest.mark.parametrize("mode", ["range", "fdatasync", "off"])
+def test_early_writeback_leaves_the_bytes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Writeback requests every few bytes (sync_file_range, or the fdatasync thread) do
+    not change what is written, for copies and buffered writes alike."""
+    from ckptmap.writers import _writeback, tf_bundle
+
+    monkeypatch.setattr(_writeback, "STEP", 64)
+    monkeypatch.setattr(tf_bundle, "_WRITEBACK_STEP", 64)
+    monkeypatch.setenv("CKPTMAP_WRITEBACK", mode)
+    rng = np.random.default_rng(7)
+    arrays = {f"a{i}": rng.standard_normal((50 + i, 3)).astype(np.float32) for i in range(6)}
+    with BundleWriter(tmp_path / "src") as writer:
+        for key, arr in arrays.items():
+            writer.add_array(key, arr)
+        source = writer.commit()
+    with open_checkpoint(source.prefix) as ckpt:
+        entries = {key: ckpt.entry(key) for key in arrays}
+    shard = source.data_paths[0]
+    with BundleWriter(tmp_path / "out" / "m", num_shards=2) as writer:
+        for key, entry in entries.items():
+            writer.add_copy(f"copy/{key}", shard, entry.offset, entry.size, dtype=F32,
+                            shape=entry.shape, shard=0)  # fmt: skip
+            writer.add_array(f"array/{key}", arrays[key], shard=1)
+        result = writer.commit()
+    with open_checkpoint(result.prefix) as ckpt:
+        for key, arr in arrays.items():
+            np.testing.assert_array_equal(ckpt.read(f"copy/{key}", verify=True), arr)
+            np.testing.assert_array_equal(ckpt.read(f"array/{key}", verify=True), arr)
+
+
 # -- partitioned tensors ---------------------------------------------------------------------------
 
 
