@@ -17,6 +17,7 @@ from xml.etree import ElementTree
 from ckptmap.naming import Rule
 from ckptmap.remap import RemapPlan, plan_remap
 from ckptmap.spec import ModelSpec
+from ckptmap.storage import location_text
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class CheckReport:
         alias = self.plan.alias.to_json()
         return {
             "ok": self.ok,
-            "old": str(self.plan.old_prefix),
+            "old": location_text(self.plan.old_prefix),
             "new": self.plan.new_source,
             "restores_directly": self.restores_directly,
             "counts": {

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ckptmap.errors import UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+from ckptmap.storage import IoCounter, location_text, measure_io
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,12 +34,13 @@ class ShardInfo:
     """One data file of the checkpoint.
 
     Attributes:
-        path: the file.
-        size: its size in bytes.
+        path: the file (for a checkpoint at a URL, the URL as a path;
+            :func:`ckptmap.storage.location_text` gives the URL back).
+        size: its size in bytes; ``None`` at a URL, where it is not fetched.
     """
 
     path: Path
-    size: int
+    size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ class InspectReport:
         with_stats: whether statistics were computed.
         verified: whether every CRC was checked (and matched).
         values: the values of the tensor asked for with ``tensor=``, else ``None``.
+        url: the prefix as the user would write it (a local path or a URL).
+        io: the bytes and requests that went to a remote store (zero for local files).
     """
 
     prefix: Path
@@ -122,6 +126,8 @@ class InspectReport:
     with_stats: bool = False
     verified: bool = False
     values: np.ndarray | None = field(default=None, compare=False)
+    url: str = ""
+    io: IoCounter = field(default_factory=IoCounter, compare=False)
 
     @property
     def total_bytes(self) -> int:
@@ -145,17 +151,17 @@ class InspectReport:
             tensors.append(item)
         return {
             "checkpoint": {
-                "prefix": str(self.prefix),
-                "index": str(self.index),
+                "prefix": self.url or str(self.prefix),
+                "index": location_text(self.index),
                 "num_shards": self.num_shards,
-                "shards": [{"path": str(s.path), "size": s.size} for s in self.shards],
+                "shards": [{"path": location_text(s.path), "size": s.size} for s in self.shards],
                 "byte_order": self.byte_order,
             },
             "tensors": tensors,
             "totals": {"tensors": len(self.tensors), "bytes": self.total_bytes},
             "assets": [
                 {
-                    "path": str(a.path),
+                    "path": location_text(a.path),
                     "name": a.name,
                     "size": a.size,
                     "kind": a.kind,
@@ -164,6 +170,7 @@ class InspectReport:
                 }
                 for a in self.assets
             ],
+            "io": self.io.to_json(),
         }
 
 
@@ -178,11 +185,14 @@ def inspect_checkpoint(
 ) -> InspectReport:
     """Describe the checkpoint at ``path``.
 
-    Listing reads the index only (and the sizes of the data files, to check
+    Listing reads the index only (and the sizes of local data files, to check
     that every tensor's bytes are there); ``stats`` and ``verify`` read data.
+    At a URL, listing fetches the state file (for a folder) and the index and
+    nothing else; ``report.io`` counts the remote bytes and requests.
 
     Args:
-        path: a model folder, a checkpoint prefix, or its ``.index`` file.
+        path: a model folder, a checkpoint prefix, or its ``.index`` file; a
+            local path or a URL (see :mod:`ckptmap.storage`).
         step: with a folder, the checkpoint of this global step.
         stats: compute min, max, mean, std and NaN/Inf counts of every tensor listed.
         verify: check the CRC32C of every tensor in the checkpoint first.
@@ -210,7 +220,7 @@ def inspect_checkpoint(
     if tensor is not None and filter is not None:
         raise UsageError("choose either a tensor or a filter, not both")
     pattern = _compile(filter)
-    with open_checkpoint(path, step=step) as ckpt:
+    with measure_io() as io, open_checkpoint(path, step=step) as ckpt:
         if verify:
             ckpt.verify()
         if tensor is not None:
@@ -235,6 +245,8 @@ def inspect_checkpoint(
             with_stats=stats,
             verified=verify,
             values=values,
+            url=ckpt.url,
+            io=io,
         )
 
 

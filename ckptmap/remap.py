@@ -50,6 +50,7 @@ from ckptmap.plan import (
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
 from ckptmap.spec import ModelSpec, TensorSpec
 from ckptmap.split import SliceSpec
+from ckptmap.storage import is_url, location_text, open_location, open_parent, split_name
 from ckptmap.writers.state import write_state_file
 from ckptmap.writers.tf_bundle import BundleWriter, slice_entry_key
 
@@ -106,7 +107,7 @@ class RemapPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "old": str(self.old_prefix),
+            "old": location_text(self.old_prefix),
             "new": self.new_source,
             "complete": self.complete,
             "summary": self.summary(),
@@ -272,8 +273,8 @@ class RemapResult:
     def to_json(self) -> dict[str, Any]:
         data = self.plan.to_json()
         data["output"] = {
-            "prefix": str(self.prefix),
-            "files": [str(f) for f in self.files],
+            "prefix": location_text(self.prefix),
+            "files": [location_text(f) for f in self.files],
             "bytes_written": self.bytes_written,
         }
         data["notes"] = list(self.plan.notes) + list(self.notes)
@@ -607,6 +608,72 @@ def _write_tensor(
     return written
 
 
+def _overlap_indices(
+    box: tuple[tuple[int, int], ...], src: tuple[tuple[int, int], ...]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Where the overlap of two boxes lies in the first (``dst``) and in the second."""
+    inter = [(max(b0, s0), min(b1, s1)) for (b0, b1), (s0, s1) in zip(box, src, strict=True)]
+    dst = tuple(slice(i0 - b0, i1 - b0) for (i0, i1), (b0, _) in zip(inter, box, strict=True))
+    got = tuple(slice(i0 - s0, i1 - s0) for (i0, i1), (s0, _) in zip(inter, src, strict=True))
+    return dst, got
+
+
+def _write_remote_tensor(
+    writer: BundleWriter,
+    ckpt: Checkpoint,
+    tensor: TensorPlan,
+    progress: Progress | None,
+    verify: bool,
+) -> int:
+    """Write one output tensor from a checkpoint at a URL; return the bytes written.
+
+    No kernel copy is possible: the stored old pieces the tensor needs are
+    fetched by byte range, all at once (at most the tensor's size in memory).
+    Unchanged pieces are written as bytes with their stored CRC; the others
+    are assembled with numpy from the decoded old pieces (checked with
+    ``verify``).
+    """
+    if tensor.sliced:
+        writer.add_sliced(
+            tensor.key,
+            dtype=tensor.dtype,
+            full_shape=tensor.shape,
+            slices=[p.slice for p in tensor.pieces if p.slice is not None],
+        )
+    stored = source_pieces(tensor.shape, ckpt.specs()[tensor.source].slices)
+    entries = [_stored_entry(ckpt, tensor.source, src) for src in stored]
+    raw = dict(zip(stored, ckpt.fetch(entries), strict=True))
+    arrays: dict[SourcePiece, np.ndarray] = {}
+    written = 0
+    for piece in tensor.pieces:
+        out_key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+        if piece.method is Method.COPY and piece.source is not None:
+            entry = _stored_entry(ckpt, tensor.source, piece.source)
+            writer.add_bytes(
+                out_key,
+                raw[piece.source],
+                dtype=tensor.dtype,
+                shape=piece.shape,
+                crc32c=unmask_crc(entry.crc32c),
+            )
+            size = entry.size
+        else:
+            box = box_of(piece.slice, tensor.shape)
+            out = np.empty(piece.shape, dtype=tensor.dtype.numpy)
+            for src in overlapping(stored, box):
+                if src not in arrays:
+                    entry = _stored_entry(ckpt, tensor.source, src)
+                    arrays[src] = ckpt.decode_entry(entry, raw[src], verify=verify)
+                dst, got = _overlap_indices(box, src.box)
+                out[dst] = arrays[src][got]
+            writer.add_array(out_key, out, dtype=tensor.dtype)
+            size = int(out.nbytes) if not tensor.dtype.is_string else 0
+        written += size
+        if progress is not None:
+            progress(size)
+    return written
+
+
 def _copy_assets(
     plan: RemapPlan, prefix: Path, mode: str, force: bool
 ) -> tuple[list[Path], list[str]]:
@@ -631,7 +698,10 @@ def _copy_assets(
         tmp = dst.with_name(dst.name + ".ckptmap-tmp")
         tmp.unlink(missing_ok=True)
         try:
-            if mode == "link":
+            if is_url(src):  # an asset of a checkpoint at a URL: fetched whole
+                location, name = open_parent(src)
+                tmp.write_bytes(location.read_all(name))
+            elif mode == "link":
                 try:
                     os.link(src, tmp)
                 except OSError:
@@ -712,6 +782,19 @@ def execute(
             "add --rule or --alias-map entries (see `ckptmap check`), or pass --allow-missing",
             report=plan,
         )
+    remote_old = is_url(plan.old_prefix)
+    if link and (remote_old or is_url(out)):
+        raise UsageError("--link needs a local old checkpoint and a local --out (drop --link)")
+    if is_url(out):
+        return _execute_to_url(
+            plan,
+            location_text(out),
+            force=force,
+            shards=shards,
+            assets=assets,
+            verify=verify,
+            progress=progress,
+        )
     prefix, model_dir = resolve_output(out, plan.old_prefix)
     _check_output(prefix, plan.old_prefix)
     bytes_written = 0
@@ -723,6 +806,9 @@ def execute(
             ) as w:
                 linker = _Linker(w, ckpt) if link else None
                 for tensor in plan.tensors:
+                    if remote_old:
+                        bytes_written += _write_remote_tensor(w, ckpt, tensor, progress, verify)
+                        continue
                     bytes_written += _write_tensor(w, ckpt, tensor, crcs, progress, linker, verify)
                 crcs.close()
                 committed = w.commit()
@@ -741,6 +827,68 @@ def execute(
         bytes_written=bytes_written,
         plan=plan,
         notes=tuple(notes),
+    )
+
+
+def _execute_to_url(
+    plan: RemapPlan,
+    out: str,
+    *,
+    force: bool,
+    shards: int,
+    assets: str,
+    verify: bool,
+    progress: Progress | None,
+) -> RemapResult:
+    """Write the checkpoint into a local staging folder, then upload it in commit order.
+
+    Stores have no rename, so the ``.index`` is the commit point: the data
+    shards go first under their final names, then the assets, then the index,
+    then (for a folder URL ending in ``/``) the ``checkpoint`` state file. An
+    existing index is refused without ``force``, and deleted first with it.
+    A failed upload deletes what it wrote (docs/remote.md).
+    """
+    import tempfile
+
+    from ckptmap.storage import upload_files
+
+    folder, name = split_name(out)
+    try:
+        location = open_location(folder)
+    except (InputError, UsageError) as err:
+        raise OutputError(f"--out {err}") from None
+    model_dir = not name
+    prefix_name = name or Path(plan.old_prefix).name
+    index_name = prefix_name + ".index"
+    if location.exists(index_name) and not force:
+        raise OutputExistsError(
+            location.where(index_name), "a checkpoint exists here; pass --force to replace it"
+        )
+    with tempfile.TemporaryDirectory(prefix="ckptmap-stage-") as stage:
+        staged_out = f"{stage}{os.sep}" if model_dir else os.path.join(stage, prefix_name)
+        staged = execute(
+            plan,
+            staged_out,
+            shards=shards,
+            allow_missing=True,  # checked by the caller
+            assets="copy" if assets == "link" else assets,
+            verify=verify,
+            progress=progress,
+        )
+        root = Path(stage)
+        names = {f: f.relative_to(root).as_posix() for f in staged.files}
+        index = [f for f in staged.files if names[f] == index_name]
+        state = [f for f in staged.files if names[f] == "checkpoint"]
+        data = [f for f in staged.files if ".data-" in names[f] and f not in index]
+        rest = [f for f in staged.files if f not in (*index, *state, *data)]
+        ordered = [(names[f], f) for f in (*data, *rest, *index, *state)]
+        written = upload_files(location, ordered, delete_first=[index_name] if force else [])
+    return RemapResult(
+        prefix=Path(location.where(prefix_name)),
+        files=tuple(Path(location.where(n)) for n in written),
+        bytes_written=staged.bytes_written,
+        plan=plan,
+        notes=staged.notes,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -18,7 +17,7 @@ _PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summariz
 
 
 @click.command("inspect")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option(
     "--step",
     type=click.IntRange(min=0),
@@ -51,7 +50,7 @@ _PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summariz
     help="List only the tensors whose name matches this regular expression (re.search).",
 )
 def inspect_command(
-    path: Path,
+    path: str,
     step: int | None,
     as_json: bool,
     stats: bool,
@@ -62,10 +61,12 @@ def inspect_command(
     """Show what is in a checkpoint.
 
     PATH is a model folder (its `checkpoint` state file names the latest
-    checkpoint), a checkpoint prefix, or its .index file. The listing reads
-    only the index: names, dtypes, shapes, sizes, partitions and shards of
-    every tensor, then the data files and assets. --stats and --verify read
-    the tensor data too.
+    checkpoint), a checkpoint prefix, or its .index file, on disk or at a URL
+    (file://, memory://, http(s)://, gs://, s3://). The listing reads only the
+    index: names, dtypes, shapes, sizes, partitions and shards of every tensor,
+    then the data files and assets. --stats and --verify read the tensor data
+    too (at a URL, by byte range). With --json, "io" counts the bytes and
+    requests that went to a remote store.
 
     \b
     Examples:
@@ -74,8 +75,9 @@ def inspect_command(
       ckptmap inspect fixtures/ffm_v1/model.ckpt-100 --stats --verify
       ckptmap inspect fixtures/dtype_zoo/zoo.index --tensor string
       ckptmap inspect fixtures/ffm_v2 --json | jq '.totals'
+      ckptmap inspect https://example.com/ckpts/model.ckpt-100 --json | jq '.io'
     """
-    if step is not None and path.name.endswith(".index"):
+    if step is not None and path.rstrip("/").endswith(".index"):
         raise click.UsageError("--step cannot be used with an .index path; pass the model folder")
     if tensor is not None and as_json:
         raise click.UsageError("--tensor prints values as text; it cannot be combined with --json")
@@ -96,7 +98,7 @@ def inspect_command(
 def _print_report(report: InspectReport) -> None:
     byte_order = "little-endian" if report.byte_order == "<" else "big-endian"
     shards = "1 data file" if report.num_shards == 1 else f"{report.num_shards} data files"
-    console.print(f"Checkpoint {report.prefix} ({shards}, {byte_order})")
+    console.print(f"Checkpoint {report.url or report.prefix} ({shards}, {byte_order})")
     from rich.table import Table
 
     from ckptmap.cli._render import print_table
@@ -138,7 +140,7 @@ def _print_report(report: InspectReport) -> None:
                 display_key(a.name),
                 a.kind,
                 "" if a.ps_index is None else str(a.ps_index),
-                human_bytes(a.size),
+                "?" if a.size is None else human_bytes(a.size),
                 "yes" if a.legacy else "",
             )
         print_table(assets)

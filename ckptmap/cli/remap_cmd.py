@@ -59,14 +59,16 @@ def check_command(ctx: click.Context, /, **_: object) -> None:
       ckptmap check --old ckpt/model.ckpt-100 --new-graph new.meta --json
     """
     from ckptmap.check import check
+    from ckptmap.storage import measure_io
 
     with reported_errors():
         opts = resolve_click(ctx, CheckOptions).options
-        report = check(opts.old, opts.new_graph, **_plan_args(opts))
+        with measure_io() as io:
+            report = check(opts.old, opts.new_graph, **_plan_args(opts))
         if opts.junit is not None:
             _write_junit(opts.junit, report.to_junit())
         if opts.json:
-            click.echo(json.dumps(report.to_json(), indent=2))
+            click.echo(json.dumps({**report.to_json(), "io": io.to_json()}, indent=2))
         elif not opts.quiet:
             if opts.explain:
                 print_explain(report.plan)
@@ -123,7 +125,11 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
     modified. With --dry-run nothing is written.
 
     --out is a prefix (new/model.ckpt-100), or a folder (new_model/) that
-    becomes a model folder with a `checkpoint` state file.
+    becomes a model folder with a `checkpoint` state file. --old, --new-graph
+    and --out may be URLs (file://, memory://, http(s)://, gs://, s3://): the
+    old tensors are then read by byte range, and a URL output is staged in a
+    local temporary folder and uploaded index last (docs/remote.md). With
+    --json, "io" counts the bytes and requests that went to remote stores.
 
     \b
     Examples:
@@ -135,8 +141,9 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
           --clear-nn --continue-training
     """
     from ckptmap.remap import execute, plan_remap
+    from ckptmap.storage import measure_io
 
-    with reported_errors():
+    with reported_errors(), measure_io() as io:
         opts = resolve_click(ctx, RemapOptions).options
         plan = plan_remap(opts.old, opts.new_graph, **_plan_args(opts))
         if opts.junit is not None:
@@ -145,7 +152,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
             _write_junit(opts.junit, CheckReport(plan).to_junit())
         if opts.dry_run:
             if opts.json:
-                click.echo(json.dumps(plan.to_json(), indent=2))
+                click.echo(json.dumps({**plan.to_json(), "io": io.to_json()}, indent=2))
             elif not opts.quiet:
                 _render_plan(plan, opts)
                 console.print(f"dry run, nothing written: {summary_line(plan)}")
@@ -165,7 +172,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
             )
         data = result.to_json()
         if opts.json:
-            click.echo(json.dumps(data, indent=2))
+            click.echo(json.dumps({**data, "io": io.to_json()}, indent=2))
         elif not opts.quiet:
             for note in data["notes"]:
                 err_console.print(f"note: {note}")

@@ -303,10 +303,24 @@ def read_table(path: str | os.PathLike[str]) -> Table:
         raise MissingInputError(path, "is a folder, not a checkpoint index file") from None
     except OSError as err:
         raise CorruptCheckpointError(path, f"cannot read the index file ({err.strerror})") from err
+    return decode_index(data, path)
+
+
+def decode_index(
+    data: bytes | memoryview, path: str | os.PathLike[str], where: str | None = None
+) -> Table:
+    """Decode the bytes of an ``.index`` file read from ``path`` (named ``where`` in messages).
+
+    Raises:
+        CorruptCheckpointError: if the table is damaged, naming the file.
+        UnsupportedInputError: if a block is compressed.
+    """
+    where = where or os.fspath(path)
+    view = data if isinstance(data, memoryview) else memoryview(data)
     try:
-        keys, values = decode_table(data)
+        keys, values = decode_table(view)
     except TableFormatError as err:
-        raise CorruptCheckpointError(path, f"{err} ({_FIX})") from None
+        raise CorruptCheckpointError(where, f"{err} ({_FIX})") from None
     except UnsupportedInputError as err:
-        raise UnsupportedInputError(f"{path}: {err}") from None
-    return Table(path, keys, values, data)
+        raise UnsupportedInputError(f"{where}: {err}") from None
+    return Table(Path(path), keys, values, view)

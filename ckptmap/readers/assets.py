@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ckptmap.storage import Location
+
 ASSETS_SUFFIX = ".assets"
 HASH_FILTER_STEM = "hash_filter_"
 _HASH_FILTER = re.compile(r"^hash_filter_(?P<ps>\d+)(?:-\d+-of-\d+)?$")
@@ -31,7 +33,8 @@ class Asset:
         path: the file.
         name: its name relative to ``<prefix>.assets/`` (POSIX separators), or,
             for a legacy file, the part after the prefix (``hash_filter_0``).
-        size: its size in bytes.
+        size: its size in bytes (``None`` for a file at a URL: stores do not
+            tell sizes without reading).
         kind: ``"hash_filter"`` for a hash-filter file, ``"other"`` otherwise.
         ps_index: the parameter server a hash filter belongs to, else ``None``.
         legacy: True for a ``<prefix>hash_filter_<ps>`` file outside ``.assets/``.
@@ -39,7 +42,7 @@ class Asset:
 
     path: Path
     name: str
-    size: int
+    size: int | None
     kind: AssetKind
     ps_index: int | None
     legacy: bool
@@ -72,9 +75,31 @@ def list_assets(prefix: str | os.PathLike[str]) -> list[Asset]:
     return found
 
 
-def _asset(path: Path, name: str, *, legacy: bool) -> Asset:
+def list_remote_assets(location: Location, prefix: str) -> list[Asset]:
+    """List the assets of the checkpoint ``prefix`` in a store, as :func:`list_assets` does.
+
+    Stores that cannot list (HTTP) have no assets that ckptmap can see: the
+    result is empty. ``Asset.path`` holds the file's URL as a path
+    (:func:`ckptmap.storage.location_text` gives the URL back).
+    """
+    folder = prefix + ASSETS_SUFFIX + "/"
+    inside = location.list(folder)
+    if inside is None:
+        return []
+    found = [
+        _asset(Path(location.where(n)), n[len(folder) :], legacy=False, remote=True) for n in inside
+    ]
+    stem = prefix + HASH_FILTER_STEM
+    for name in location.list(stem) or []:
+        rest = name[len(prefix) :]
+        if "/" not in rest and _HASH_FILTER.match(rest):
+            found.append(_asset(Path(location.where(name)), rest, legacy=True, remote=True))
+    return found
+
+
+def _asset(path: Path, name: str, *, legacy: bool, remote: bool = False) -> Asset:
     match = _HASH_FILTER.match(name.rsplit("/", 1)[-1])
-    size = path.stat().st_size
+    size = None if remote else path.stat().st_size
     if match:
         return Asset(path, name, size, "hash_filter", int(match["ps"]), legacy)
     return Asset(path, name, size, "other", None, legacy)

@@ -30,11 +30,13 @@ from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._graphdef import MetaFacts, NodeSource, build_model_spec
 from ckptmap.readers._graphproto import ProtoNodes, meta_facts
 from ckptmap.readers._pbtxt import GraphText
-from ckptmap.readers.json_spec import model_spec_from_keys, read_json_spec
+from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, read_json_spec
 from ckptmap.spec import ModelSpec
+from ckptmap.storage import Location, is_url, location_text, open_parent
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
+STATE_FILE = "checkpoint"
 _TEXT_SUFFIXES = (".pbtxt", ".txt", ".pbtext", ".prototxt")
 _CHECKPOINT_FILES = re.compile(r"\.index$|\.data-\d{5}-of-\d{5}$")
 # Bytes text format may hold: tab, line ends, and everything from space up, but DEL.
@@ -55,7 +57,7 @@ def read_model_spec(
         path: a ``graph.pbtxt`` (GraphDef text), a binary GraphDef ``.pb``, a
             MetaGraphDef ``.meta``, a SavedModel folder or its ``saved_model.pb``,
             a JSON model spec ``.json``, or a checkpoint of the new model (folder,
-            prefix or ``.index``).
+            prefix or ``.index``); a local path or a URL (see :mod:`ckptmap.storage`).
         saver: the name scope of the Saver whose restore op to read (``save``,
             ``save_1``, ``tower/save``) when the graph has several; by default the
             one the MetaGraphDef's SaverDef names, else ``save``, else the only one.
@@ -84,6 +86,9 @@ def read_model_spec(
         >>> [v.name for v in spec.variables_of("ffm/embeddings")]  # doctest: +SKIP
         ['ffm/embeddings/part_0', 'ffm/embeddings/part_1', 'ffm/embeddings/part_2']
     """
+    text = location_text(path)
+    if is_url(text):
+        return _read_url(text, saver, fast)
     path = Path(path)
     if path.is_dir():
         return _read_folder(path, saver, fast)
@@ -134,7 +139,61 @@ def _read_folder(path: Path, saver: str | None, fast: bool) -> ModelSpec:
     )
 
 
-def _no_saver_option(path: Path, saver: str | None, what: str) -> None:
+def _read_url(url: str, saver: str | None, fast: bool) -> ModelSpec:
+    """A model at a URL: the file is fetched whole, then read as a local one would be."""
+    location, name = open_parent(url)
+    if not name:
+        return _read_url_folder(location, url, saver, fast)
+    if _CHECKPOINT_FILES.search(name):
+        return _read_checkpoint(url, saver)
+    try:
+        raw = location.read_all(name)
+    except MissingInputError:
+        if location.exists(name + ".index"):
+            return _read_checkpoint(url, saver)
+        return _read_url_folder(location.child(name), url, saver, fast)
+    where = location.where(name)
+    if name.endswith(".json"):
+        _no_saver_option(where, saver, "a JSON model spec")
+        try:
+            return parse_json_spec(raw.decode("utf-8"), where)
+        except UnicodeDecodeError as err:
+            raise GraphError(f"{where}: not UTF-8 text at byte {err.start}") from None
+    if name == STATE_FILE:
+        return _read_checkpoint(url, saver)
+    if name == SAVED_MODEL_PB:
+        return _from_saved_model(
+            _parse_bytes(raw, where, ckptmap_tf_pb2.SavedModel(), "SavedModel"), where, saver
+        )
+    if name.endswith(".meta"):
+        meta = _parse_bytes(raw, where, ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef")
+        return _from_meta(meta, where, saver)
+    if name.endswith(_TEXT_SUFFIXES) or (not name.endswith(".pb") and _is_text(raw[:4096])):
+        return _text_spec(raw, where, saver, fast)
+    return _binary_graph_spec(raw, where, saver)
+
+
+def _read_url_folder(location: Location, url: str, saver: str | None, fast: bool) -> ModelSpec:
+    """A folder URL: a SavedModel (``saved_model.pb``) or a checkpoint of the new model."""
+    try:
+        raw = location.read_all(SAVED_MODEL_PB)
+    except MissingInputError:
+        pass
+    else:
+        where = location.where(SAVED_MODEL_PB)
+        saved = _parse_bytes(raw, where, ckptmap_tf_pb2.SavedModel(), "SavedModel")
+        return _from_saved_model(saved, where, saver)
+    try:
+        return _read_checkpoint(location.url, saver)
+    except MissingInputError:
+        raise MissingInputError(
+            url,
+            "no such file, SavedModel or checkpoint at this URL (give a graph.pbtxt, .pb, "
+            ".meta, SavedModel folder, JSON model spec or checkpoint of the new model)",
+        ) from None
+
+
+def _no_saver_option(path: Path | str, saver: str | None, what: str) -> None:
     if saver is not None:
         raise UsageError(f"{path}: the saver option applies to graphs, not to {what}")
 
@@ -149,6 +208,10 @@ def _looks_like_text(path: Path) -> bool:
             head = handle.read(4096)
     except OSError as err:
         raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
+    return _is_text(head)
+
+
+def _is_text(head: bytes) -> bool:
     if head.translate(None, _TEXT_BYTES):
         return False
     stripped = head.lstrip()
@@ -164,7 +227,7 @@ def _read_bytes(path: Path) -> bytes:
         raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
 
 
-def _read_checkpoint(path: Path, saver: str | None) -> ModelSpec:
+def _read_checkpoint(path: Path | str, saver: str | None) -> ModelSpec:
     _no_saver_option(path, saver, "a checkpoint")
     from ckptmap.readers.tf_bundle import open_checkpoint
 
@@ -180,17 +243,19 @@ def _read_checkpoint(path: Path, saver: str | None) -> ModelSpec:
 
 
 def _read_text(path: Path, saver: str | None, fast: bool) -> ModelSpec:
-    raw = _read_bytes(path)
+    return _text_spec(_read_bytes(path), str(path), saver, fast)
+
+
+def _text_spec(raw: bytes, where: str, saver: str | None, fast: bool) -> ModelSpec:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise GraphError(
-            f"{path}: not a text GraphDef (byte {err.start} is not UTF-8; "
+            f"{where}: not a text GraphDef (byte {err.start} is not UTF-8; "
             "a binary GraphDef should be named .pb)"
         ) from None
-    where = str(path)
     if not text.strip():
-        raise GraphError(f"{path}: the file is empty, not a GraphDef (export the graph again)")
+        raise GraphError(f"{where}: the file is empty, not a GraphDef (export the graph again)")
     first = _FIRST_FIELD.match(text)
     field = first.group(1) if first else ""
     if field in _META_FIELDS:
@@ -227,13 +292,16 @@ def _parse_text_proto(text: str, message: _M, where: str) -> _M:
 
 
 def _parse_binary(path: Path, message: _M, what: str) -> _M:
-    data = _read_bytes(path)
+    return _parse_bytes(_read_bytes(path), str(path), message, what)
+
+
+def _parse_bytes(data: bytes, where: str, message: _M, what: str) -> _M:
     if not data:
-        raise GraphError(f"{path}: the file is empty, not a {what} ({_FIX_BINARY})")
+        raise GraphError(f"{where}: the file is empty, not a {what} ({_FIX_BINARY})")
     try:
         message.ParseFromString(data)
     except (DecodeError, RecursionError) as err:
-        raise GraphError(f"{path}: cannot parse as a binary {what} ({_FIX_BINARY})") from err
+        raise GraphError(f"{where}: cannot parse as a binary {what} ({_FIX_BINARY})") from err
     return message
 
 
@@ -244,9 +312,13 @@ def _check_graph_def(graph_def: ckptmap_tf_pb2.GraphDef, where: str, what: str) 
 
 
 def _read_binary_graph(path: Path, saver: str | None) -> ModelSpec:
-    graph_def = _parse_binary(path, ckptmap_tf_pb2.GraphDef(), "GraphDef")
-    _check_graph_def(graph_def, str(path), "GraphDef")
-    return build_model_spec(ProtoNodes(graph_def, str(path)), saver=saver)
+    return _binary_graph_spec(_read_bytes(path), str(path), saver)
+
+
+def _binary_graph_spec(raw: bytes, where: str, saver: str | None) -> ModelSpec:
+    graph_def = _parse_bytes(raw, where, ckptmap_tf_pb2.GraphDef(), "GraphDef")
+    _check_graph_def(graph_def, where, "GraphDef")
+    return build_model_spec(ProtoNodes(graph_def, where), saver=saver)
 
 
 def _read_binary_meta(path: Path, saver: str | None) -> ModelSpec:

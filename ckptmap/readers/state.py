@@ -17,6 +17,7 @@ from google.protobuf import text_format
 
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, UsageError
 from ckptmap.proto import ckptmap_tf_pb2
+from ckptmap.storage import Location, open_parent
 
 STATE_FILE_NAME = "checkpoint"
 INDEX_SUFFIX = ".index"
@@ -66,21 +67,27 @@ def read_state_file(path: str | os.PathLike[str]) -> CheckpointState:
         raise CorruptCheckpointError(path, _garbage("it is not UTF-8 text")) from None
     except OSError as err:
         raise CorruptCheckpointError(path, f"cannot read the state file ({err.strerror})") from err
-    message = ckptmap_tf_pb2.CheckpointState()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as err:
-        raise CorruptCheckpointError(path, _garbage(str(err))) from None
-    if not message.model_checkpoint_path:
-        raise CorruptCheckpointError(
-            path,
-            "the state file names no checkpoint (model_checkpoint_path is empty; "
-            "pass a checkpoint prefix instead of the folder)",
-        )
+    message = _parse_state(text, str(path))
     folder = path.parent
     latest = _resolve(path, folder, message.model_checkpoint_path)
     kept = tuple(_resolve(path, folder, p) for p in message.all_model_checkpoint_paths)
     return CheckpointState(path, latest, kept)
+
+
+def _parse_state(text: str, where: str) -> ckptmap_tf_pb2.CheckpointState:
+    """Parse the text of a state file; it must name a checkpoint."""
+    message = ckptmap_tf_pb2.CheckpointState()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as err:
+        raise CorruptCheckpointError(where, _garbage(str(err))) from None
+    if not message.model_checkpoint_path:
+        raise CorruptCheckpointError(
+            where,
+            "the state file names no checkpoint (model_checkpoint_path is empty; "
+            "pass a checkpoint prefix instead of the folder)",
+        )
+    return message
 
 
 def _garbage(reason: str) -> str:
@@ -218,3 +225,135 @@ def _locate_without_state(folder: Path, step: int | None) -> Path:
             "pass one prefix or --step",
         )
     return prefixes[0]
+
+
+# -- checkpoints at URLs --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCheckpointRef:
+    """Where a checkpoint at a URL is, found by :func:`locate_remote_checkpoint`.
+
+    Attributes:
+        location: the folder holding the checkpoint's files.
+        prefix: the checkpoint prefix's name inside that folder (``model.ckpt-100``).
+        index: the ``.index`` file's bytes when locating already read them, else ``None``.
+    """
+
+    location: Location
+    prefix: str
+    index: bytes | None = None
+
+
+def locate_remote_checkpoint(url: str, *, step: int | None = None) -> RemoteCheckpointRef:
+    """Find the checkpoint that a URL names, as :func:`locate_checkpoint` does for paths.
+
+    A URL ending in ``/``, or naming no ``<url>.index``, is a model folder: its
+    ``checkpoint`` state file is read, or (for stores that can list, not HTTP)
+    its only checkpoint is taken. Only the state file and the index are read.
+
+    Raises:
+        MissingInputError: if there is no checkpoint at the URL.
+        CorruptCheckpointError: if the state file is unusable.
+        InputError: if the store cannot be reached or read.
+        UsageError: if ``step`` is given with an ``.index`` or data file, or the
+            URL scheme is not supported.
+    """
+    folder, name = open_parent(url)
+    if not name or name == STATE_FILE_NAME:
+        return _remote_folder(folder, step)
+    data_match = _DATA_FILE.match(name)
+    if name.endswith(INDEX_SUFFIX) or data_match:
+        if step is not None:
+            kind = "an .index" if data_match is None else "a data"
+            raise UsageError(
+                f"{url}: a step cannot be used with {kind} file URL "
+                "(pass the model folder or the prefix with the step)"
+            )
+        stem = name[: -len(INDEX_SUFFIX)] if data_match is None else data_match["prefix"]
+        return RemoteCheckpointRef(folder, stem)
+    prefix = name if step is None else f"{name}-{step}"
+    index = _read_if_present(folder, prefix + INDEX_SUFFIX)
+    if index is not None:
+        return RemoteCheckpointRef(folder, prefix, index)
+    return _remote_folder(folder.child(name), step)
+
+
+def _read_if_present(location: Location, name: str) -> bytes | None:
+    try:
+        return location.read_all(name)
+    except MissingInputError:
+        return None
+
+
+def _remote_folder(location: Location, step: int | None) -> RemoteCheckpointRef:
+    state_where = location.where(STATE_FILE_NAME)
+    raw = _read_if_present(location, STATE_FILE_NAME)
+    if raw is None:
+        return _remote_without_state(location, step)
+    if len(raw) > MAX_STATE_FILE_BYTES:
+        raise CorruptCheckpointError(
+            state_where, f"state file is {len(raw)} bytes, too large to be a checkpoint state file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptCheckpointError(state_where, _garbage("it is not UTF-8 text")) from None
+    message = _parse_state(text, state_where)
+    latest = _remote_name(state_where, location, message.model_checkpoint_path)
+    if step is None:
+        return RemoteCheckpointRef(location, latest)
+    kept = [_remote_name(state_where, location, p) for p in message.all_model_checkpoint_paths]
+    candidates = [p for p in (*kept, latest) if p.endswith(f"-{step}")]
+    if not candidates:
+        steps = sorted({m[1] for p in kept if (m := _STEP.search(p))}, key=int)
+        raise MissingInputError(
+            state_where,
+            f"no checkpoint for step {step} (steps kept: {', '.join(steps) or 'none'})",
+        )
+    return RemoteCheckpointRef(location, candidates[0])
+
+
+def _remote_name(state_where: str, location: Location, stored: str) -> str:
+    """A stored prefix as a name in the folder; absolute paths and ``..`` are refused."""
+    parts = stored.replace("\\", "/").split("/")
+    if stored.startswith("/") or ".." in parts or not parts[-1]:
+        raise CorruptCheckpointError(
+            state_where,
+            f"checkpoint path {stored!r} points outside {location.url} (the folder was copied "
+            f"from elsewhere; make the paths in this file relative, e.g. "
+            f"{parts[-1] or stored!r}, or pass the checkpoint prefix URL directly)",
+        )
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def _remote_without_state(location: Location, step: int | None) -> RemoteCheckpointRef:
+    names = location.list()
+    if names is None:
+        raise MissingInputError(
+            location.url,
+            "no checkpoint here: no <URL>.index and no 'checkpoint' state file in this folder "
+            "(this store cannot list folders: give the checkpoint prefix URL)",
+        )
+    indexes = {n for n in names if n.endswith(INDEX_SUFFIX)}
+    prefixes = sorted(n[: -len(INDEX_SUFFIX)] for n in indexes if "/" not in n)
+    if not prefixes:
+        saved_model = "variables/variables"
+        if saved_model + INDEX_SUFFIX in indexes and step is None:
+            return RemoteCheckpointRef(location, saved_model)
+        raise MissingInputError(
+            location.url,
+            "no checkpoint here (no 'checkpoint' state file and no .index file; "
+            "give a checkpoint prefix URL or another folder)",
+        )
+    if step is not None:
+        prefixes = [p for p in prefixes if p.endswith(f"-{step}")]
+        if not prefixes:
+            raise MissingInputError(location.url, f"no checkpoint for step {step} in this folder")
+    if len(prefixes) > 1:
+        raise MissingInputError(
+            location.url,
+            f"no 'checkpoint' state file and several checkpoints ({', '.join(prefixes)}); "
+            "pass one prefix or --step",
+        )
+    return RemoteCheckpointRef(location, prefixes[0])

@@ -40,11 +40,12 @@ from ckptmap.errors import (
     UsageError,
 )
 from ckptmap.proto import ckptmap_tf_pb2
-from ckptmap.readers._table import Table, crc32c_of, read_table
-from ckptmap.readers.assets import Asset, list_assets
-from ckptmap.readers.state import locate_checkpoint
+from ckptmap.readers._table import Table, crc32c_of, decode_index, read_table
+from ckptmap.readers.assets import Asset, list_assets, list_remote_assets
+from ckptmap.readers.state import locate_checkpoint, locate_remote_checkpoint
 from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec
+from ckptmap.storage import LocalLocation, Location, RangeError, is_url, location_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,7 +105,10 @@ def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) ->
 
     Args:
         path: a model folder (its ``checkpoint`` state file picks the latest
-            checkpoint), a checkpoint prefix, or its ``.index`` file.
+            checkpoint), a checkpoint prefix, or its ``.index`` file; a local
+            path or a URL (``file://``, ``memory://``, ``http(s)://``, ``gs://``,
+            ``s3://``; see :mod:`ckptmap.storage`). At a URL, only the state file
+            and the index are read here, and tensors are read by byte range.
         step: with a folder or prefix, open the checkpoint of this global step.
 
     Returns:
@@ -114,32 +118,67 @@ def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) ->
         MissingInputError: if there is no checkpoint at ``path``.
         CorruptCheckpointError: if the state file or the index is damaged.
         UnsupportedInputError: if the index uses a feature ckptmap cannot read.
-        UsageError: if ``step`` is given with an ``.index`` path.
+        InputError: if a store at a URL cannot be reached or read.
+        UsageError: if ``step`` is given with an ``.index`` path, or the URL
+            scheme is not supported.
 
     Example:
         >>> ckpt = open_checkpoint("fixtures/ffm_v1", step=50)  # doctest: +SKIP
         >>> ckpt.read("global_step")  # doctest: +SKIP
         array(50)
     """
+    text = location_text(path)
+    if is_url(text):
+        return _open_remote(text, step)
     prefix = locate_checkpoint(path, step=step)
     table = read_table(prefix.with_name(prefix.name + ".index"))
     return Checkpoint(prefix, table)
+
+
+def _open_remote(url: str, step: int | None) -> Checkpoint:
+    ref = locate_remote_checkpoint(url, step=step)
+    index_name = ref.prefix + ".index"
+    where = ref.location.where(index_name)
+    data = ref.index
+    if data is None:
+        try:
+            data = ref.location.read_all(index_name)
+        except MissingInputError:
+            raise MissingInputError(where, "checkpoint index file not found") from None
+    table = decode_index(data, Path(where), where)
+    prefix = Path(ref.location.where(ref.prefix))
+    return Checkpoint(prefix, table, location=ref.location, name=ref.prefix)
 
 
 class Checkpoint:
     """An open V2 checkpoint: its index, decoded lazily, and its shards, mapped lazily.
 
     Attributes:
-        prefix: the checkpoint prefix (``.../model.ckpt-100``).
+        prefix: the checkpoint prefix (``.../model.ckpt-100``); for a
+            checkpoint at a URL, the URL as a path (``url`` is the exact text).
+        url: the prefix as the user would write it (a path or a URL).
+        location: the folder of the checkpoint's files (local, or a URL).
         index_path: ``<prefix>.index``.
         num_shards: the number of data files.
         byte_order: ``"<"`` or ``">"``, the byte order of numeric data (§5.4).
         assets: the non-tensor files that travel with the checkpoint.
     """
 
-    def __init__(self, prefix: Path, table: Table) -> None:
+    def __init__(
+        self,
+        prefix: Path,
+        table: Table,
+        *,
+        location: Location | None = None,
+        name: str | None = None,
+    ) -> None:
         self.prefix = prefix
+        self.location: Location = location or LocalLocation(prefix.parent)
+        self._name = name if name is not None else prefix.name
+        self._remote = not self.location.is_local
+        self.url = self.location.where(self._name) if self._remote else str(prefix)
         self.index_path = table.path
+        self._index_where = table_where(self.location, self._name, table, remote=self._remote)
         self._values = dict(zip(table.keys, table.values, strict=True))
         header = self._decode_header(table)
         self.num_shards: int = header.num_shards
@@ -155,14 +194,16 @@ class Checkpoint:
         self._shards: dict[int, memoryview] = {}
         self._shard_sizes: dict[int, int] = {}
         self._maps: list[mmap.mmap] = []
-        self.assets: list[Asset] = list_assets(prefix)
+        self.assets: list[Asset] = (
+            list_remote_assets(self.location, self._name) if self._remote else list_assets(prefix)
+        )
 
     # -- the index ---------------------------------------------------------
 
     def _decode_header(self, table: Table) -> ckptmap_tf_pb2.BundleHeaderProto:
         if not table.keys or table.keys[0] != HEADER_KEY:
             raise CorruptCheckpointError(
-                self.index_path,
+                self._index_where,
                 f"the index has no header entry (the first key is not empty; {_FIX_INDEX})",
             )
         try:
@@ -171,33 +212,33 @@ class Checkpoint:
             )
         except DecodeError as err:
             raise CorruptCheckpointError(
-                self.index_path, f"the bundle header cannot be decoded ({err}; {_FIX_INDEX})"
+                self._index_where, f"the bundle header cannot be decoded ({err}; {_FIX_INDEX})"
             ) from err
         if not 1 <= header.num_shards <= MAX_SHARDS:
             raise CorruptCheckpointError(
-                self.index_path,
+                self._index_where,
                 f"the header's shard count {header.num_shards} is out of range ({_FIX_INDEX})",
             )
         if header.endianness not in (0, _BIG_ENDIAN):
             raise CorruptCheckpointError(
-                self.index_path,
+                self._index_where,
                 f"the header's endianness {header.endianness} is unknown ({_FIX_INDEX})",
             )
         version = header.version
         if version.producer < 0:
             raise CorruptCheckpointError(
-                self.index_path,
+                self._index_where,
                 f"the header's producer version {version.producer} is negative ({_FIX_INDEX})",
             )
         if version.min_consumer > BUNDLE_VERSION:
             raise UnsupportedInputError(
-                f"{self.index_path}: the checkpoint needs bundle format version "
+                f"{self._index_where}: the checkpoint needs bundle format version "
                 f"{version.min_consumer} or later, newer than {BUNDLE_VERSION} which ckptmap reads "
                 "(re-save it with the TensorFlow version that trains the new model)"
             )
         if BUNDLE_VERSION in version.bad_consumers:
             raise UnsupportedInputError(
-                f"{self.index_path}: the checkpoint says readers of bundle format version "
+                f"{self._index_where}: the checkpoint says readers of bundle format version "
                 f"{BUNDLE_VERSION}, like ckptmap, must not read it (re-save it with the "
                 "TensorFlow version that trains the new model)"
             )
@@ -238,7 +279,7 @@ class Checkpoint:
         close = difflib.get_close_matches(key, self._keys, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return TensorNotFoundError(
-            self.index_path,
+            self._index_where,
             key,
             f"no tensor {key!r} in this checkpoint ({hint}list the keys with `ckptmap inspect`)",
         )
@@ -260,10 +301,10 @@ class Checkpoint:
             raise self._corrupt(f"the entry of {where} cannot be decoded ({err})") from err
         if proto.dtype > REF_OFFSET:
             raise UnsupportedInputError(
-                f"{self.index_path}: {where} has reference dtype enum {proto.dtype}, "
+                f"{self._index_where}: {where} has reference dtype enum {proto.dtype}, "
                 f"which is never stored in a checkpoint ({_FIX_INDEX})"
             )
-        dtype = dtype_from_enum(proto.dtype, where=f"{self.index_path}: {where}")
+        dtype = dtype_from_enum(proto.dtype, where=f"{self._index_where}: {where}")
         shape = self._decode_shape(proto.shape, where)
         slices = tuple(self._decode_slice(s, shape, where) for s in proto.slices)
         entry = TensorEntry(
@@ -276,7 +317,7 @@ class Checkpoint:
         return entry
 
     def _corrupt(self, detail: str) -> CorruptCheckpointError:
-        return CorruptCheckpointError(self.index_path, f"{detail} ({_FIX_INDEX})")
+        return CorruptCheckpointError(self._index_where, f"{detail} ({_FIX_INDEX})")
 
     def _decode_shape(self, proto: ckptmap_tf_pb2.TensorShapeProto, where: str) -> tuple[int, ...]:
         if proto.unknown_rank:
@@ -367,12 +408,29 @@ class Checkpoint:
             f"{self.prefix.name}.data-{shard_id:05d}-of-{self.num_shards:05d}"
         )
 
-    def shard_size(self, shard_id: int) -> int:
+    def shard_name(self, shard_id: int) -> str:
+        """The name of data file ``shard_id`` in :attr:`location`."""
+        return f"{self._name}.data-{shard_id:05d}-of-{self.num_shards:05d}"
+
+    def shard_url(self, shard_id: int) -> str:
+        """Data file ``shard_id`` as the user would write it (a path or a URL)."""
+        return (
+            self.location.where(self.shard_name(shard_id))
+            if self._remote
+            else str(self.shard_path(shard_id))
+        )
+
+    def shard_size(self, shard_id: int) -> int | None:
         """The size in bytes of data file ``shard_id``, without opening it.
 
+        At a URL the size is unknown without reading the file: ``None`` (and
+        no request is made); a range past the end shows when it is read.
+
         Raises:
-            MissingInputError: if the file does not exist.
+            MissingInputError: if the local file does not exist.
         """
+        if self._remote:
+            return None
         size = self._shard_sizes.get(shard_id)
         if size is None:
             path = self.shard_path(shard_id)
@@ -383,7 +441,7 @@ class Checkpoint:
             self._shard_sizes[shard_id] = size
         return size
 
-    def _missing_shard(self, path: Path) -> MissingInputError:
+    def _missing_shard(self, path: str | os.PathLike[str]) -> MissingInputError:
         return MissingInputError(
             path,
             "data file of this checkpoint is missing (copy every "
@@ -430,17 +488,22 @@ class Checkpoint:
                 self.check_entry(part)
             self._check_tiling(entry, [spec for spec, _ in parts])
             return
-        self._check_bounds(entry, self.shard_size(entry.shard_id))
+        size = self.shard_size(entry.shard_id)
+        if size is not None:
+            self._check_bounds(entry, size)
 
     def _check_bounds(self, entry: TensorEntry, shard_size: int) -> None:
         if entry.offset + entry.size > shard_size:
-            raise CorruptCheckpointError(
-                self.shard_path(entry.shard_id),
-                f"tensor {self._describe(entry)} at offset {entry.offset} with size "
-                f"{entry.size} runs past the end of the data file ({shard_size} bytes; "
-                "the data file is truncated or belongs to another index; copy the "
-                "checkpoint again)",
-            )
+            raise self._bounds_error(entry, shard_size)
+
+    def _bounds_error(self, entry: TensorEntry, shard_size: int | None) -> CorruptCheckpointError:
+        known = f"{shard_size} bytes; " if shard_size is not None else ""
+        return CorruptCheckpointError(
+            self.shard_url(entry.shard_id),
+            f"tensor {self._describe(entry)} at offset {entry.offset} with size "
+            f"{entry.size} runs past the end of the data file ({known}the data file is "
+            "truncated or belongs to another index; copy the checkpoint again)",
+        )
 
     def raw_bytes(self, entry: TensorEntry) -> memoryview:
         """The bytes of ``entry`` as stored in its shard (a view, no copy).
@@ -455,9 +518,50 @@ class Checkpoint:
                 f"tensor {entry.key!r} is partitioned: its bytes are in its slices "
                 "(use slice_entries)"
             )
+        if self._remote:
+            return self.fetch([entry])[0]
         shard = self._shard(entry.shard_id)
         self._check_bounds(entry, len(shard))
         return shard[entry.offset : entry.offset + entry.size]
+
+    def fetch(self, entries: list[TensorEntry]) -> list[memoryview]:
+        """The stored bytes of several entries; at a URL, requested concurrently by byte range.
+
+        Locally these are views of the mapped shards, as :meth:`raw_bytes` gives.
+
+        Raises:
+            MissingInputError: if a data file is missing.
+            CorruptCheckpointError: if bytes lie past the end of their data file.
+            InputError: if the store cannot be read.
+        """
+        if not self._remote:
+            return [self.raw_bytes(entry) for entry in entries]
+        out: list[memoryview] = [memoryview(b"")] * len(entries)
+        by_shard: dict[int, list[int]] = {}
+        for number, entry in enumerate(entries):
+            if entry.slices:
+                self.raw_bytes(entry)  # raises the UsageError
+            by_shard.setdefault(entry.shard_id, []).append(number)
+        for shard_id, numbers in by_shard.items():
+            ranges = [(entries[n].offset, entries[n].size) for n in numbers]
+            try:
+                datas = self.location.read_ranges(self.shard_name(shard_id), ranges)
+            except MissingInputError:
+                raise self._missing_shard(self.shard_url(shard_id)) from None
+            except RangeError as err:
+                at = err.offset or 0
+                bad = next(
+                    (
+                        e
+                        for e in (entries[n] for n in numbers)
+                        if e.offset <= at < e.offset + e.size
+                    ),
+                    entries[numbers[0]],
+                )
+                raise self._bounds_error(bad, err.size) from None
+            for n, data in zip(numbers, datas, strict=True):
+                out[n] = memoryview(data)
+        return out
 
     def read(self, key: str, *, verify: bool = False) -> np.ndarray:
         """The whole tensor ``key``; partitioned tensors are reassembled from their slices.
@@ -482,12 +586,12 @@ class Checkpoint:
         if not entry.slices:
             return self.read_slice_entry(entry, verify=verify)
         parts = self.slice_entries(key)
-        for _, part in parts:  # bounds of every slice are checked before allocating
-            self.raw_bytes(part)
+        # bounds of every slice are checked (and remote bytes fetched) before allocating
+        views = self.fetch([part for _, part in parts])
         self._check_tiling(entry, [spec for spec, _ in parts])
         out = np.empty(entry.shape, dtype=entry.dtype.numpy)
-        for spec, part in parts:
-            out[spec.index()] = self.read_slice_entry(part, verify=verify)
+        for (spec, part), view in zip(parts, views, strict=True):
+            out[spec.index()] = self._decode_bytes(part, view, verify=verify)
         out.flags.writeable = False
         return out
 
@@ -500,7 +604,22 @@ class Checkpoint:
         """
         if entry.slices:
             return self.read(entry.key, verify=verify)
-        view = self.raw_bytes(entry)
+        return self._decode_bytes(entry, self.raw_bytes(entry), verify=verify)
+
+    def decode_entry(
+        self, entry: TensorEntry, data: bytes | memoryview, *, verify: bool = False
+    ) -> np.ndarray:
+        """The tensor of one data entry from its stored bytes (as :meth:`fetch` gives them).
+
+        Raises:
+            CorruptCheckpointError: on a bad CRC (with ``verify``) or string layout.
+        """
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if len(view) != entry.size:
+            raise self._bounds_error(entry, None)
+        return self._decode_bytes(entry, view, verify=verify)
+
+    def _decode_bytes(self, entry: TensorEntry, view: memoryview, *, verify: bool) -> np.ndarray:
         if entry.dtype.is_string:
             return self._read_strings(entry, view, verify=verify)
         if verify:
@@ -539,7 +658,7 @@ class Checkpoint:
 
     def _bad_data(self, entry: TensorEntry, detail: str) -> CorruptCheckpointError:
         return CorruptCheckpointError(
-            self.shard_path(entry.shard_id),
+            self.shard_url(entry.shard_id),
             f"tensor {self._describe(entry)}: {detail} ({_FIX_DATA})",
         )
 
@@ -699,7 +818,12 @@ class Checkpoint:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Checkpoint({str(self.prefix)!r}, {len(self._keys)} tensors)"
+        return f"Checkpoint({self.url!r}, {len(self._keys)} tensors)"
+
+
+def table_where(location: Location, name: str, table: Table, *, remote: bool) -> str:
+    """The index file of a checkpoint as the user would write it, for messages."""
+    return location.where(name + ".index") if remote else str(table.path)
 
 
 _NUMPY_OVERLAP_CHECK = 64  # slices above which the pairwise check is vectorised
