@@ -47,6 +47,7 @@ from ckptmap.plan import (
     plan_piece,
     source_pieces,
 )
+from ckptmap.readers.assets import Asset
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
 from ckptmap.spec import ModelSpec, TensorSpec
 from ckptmap.split import SliceSpec
@@ -250,6 +251,24 @@ def plan_remap(
         alias=alias,
         unused_old=unused,
         old_assets=assets,
+        notes=_hash_filter_notes(ckpt.assets, spec),
+    )
+
+
+def _hash_filter_notes(assets: Sequence[Asset], spec: ModelSpec) -> tuple[str, ...]:
+    """A warning when Monolith's per-parameter-server hash filters do not fit the new model.
+
+    Each ``hash_filter_<i>`` belongs to parameter server ``i``; the new model's
+    parameter-server count is the number of devices its sharded Saver saves
+    from (``ModelSpec.save_shards``, unknown for JSON specs).
+    """
+    servers = {a.ps_index for a in assets if a.kind == "hash_filter" and a.ps_index is not None}
+    if not servers or spec.save_shards <= 0 or len(servers) == spec.save_shards:
+        return ()
+    return (
+        f"the old checkpoint has hash filters for {len(servers)} parameter servers but the "
+        f"new model saves from {spec.save_shards} device(s); the filters are copied as they "
+        "are, so re-shard them for the new layout if its hash tables moved",
     )
 
 

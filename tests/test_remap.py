@@ -435,3 +435,23 @@ def test_sigkill_mid_remap_leaves_nothing_visible(tmp_path: Path, fixture_copy: 
     assert not (out / "checkpoint").exists()
     assert digests(old) == before
     shutil.rmtree(tmp_path)
+
+
+def test_a_parameter_server_count_change_is_noted(tmp_path: Path) -> None:
+    plan = plan_remap(
+        FIXTURES / "ffm_v1_ps2", FIXTURES / "ffm_v2_ps3" / "graph.pbtxt", rules=[RULE]
+    )
+    assert plan.notes == (
+        "the old checkpoint has hash filters for 2 parameter servers but the new model saves "
+        "from 3 device(s); the filters are copied as they are, so re-shard them for the new "
+        "layout if its hash tables moved",
+    )
+    new = FIXTURES / "ffm_v2_ps3" / "graph.pbtxt"
+    result = run(
+        "remap", "--old", FIXTURES / "ffm_v1_ps2", "--new-graph", new, "--out", f"{tmp_path}/",
+        "--rule", RULE,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("note: the old checkpoint has hash filters for 2 parameter")
+    same = _v2_spec_with_an_extra_variable(tmp_path)  # a JSON spec says nothing about devices
+    assert plan_remap(FIXTURES / "ffm_v1_ps2", same, rules=[RULE]).notes == ()

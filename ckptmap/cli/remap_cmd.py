@@ -108,6 +108,9 @@ def _render_plan(plan: RemapPlan, opts: RemapOptions) -> None:
     if opts.explain:
         print_explain(plan)
     print_problems(plan, to_stderr=not opts.dry_run)
+    if opts.dry_run:
+        for note in plan.notes:
+            err_console.print(f"note: {note}")
 
 
 @click.command("remap")
