@@ -4,15 +4,44 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from ckptmap.errors import CkptmapError, InputError, OutputError, UnresolvedError, UsageError
 
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: ``--json`` output never imports rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def _real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._real(), name, value)
+
+
 # markup/highlight off: a key like "a[0]/b" prints as given, output is stable in tests.
-console = Console(markup=False, highlight=False, emoji=False, soft_wrap=True)
-err_console = Console(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True)
+_OPTIONS: dict[str, Any] = {"markup": False, "highlight": False, "emoji": False, "soft_wrap": True}
+console = cast("Console", _LazyConsole(**_OPTIONS))
+err_console = cast("Console", _LazyConsole(stderr=True, **_OPTIONS))
 
 EXIT_CODES: dict[type[CkptmapError], int] = {
     UnresolvedError: 1,
