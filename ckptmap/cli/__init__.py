@@ -22,6 +22,7 @@ _COMMANDS = {
     "remap": ("ckptmap.cli.remap_cmd", "remap_command"),
     "alias": ("ckptmap.cli.remap_cmd", "alias_command"),
     "config": ("ckptmap.cli.config_cmd", "config_command"),
+    "convert": ("ckptmap.cli.convert_cmd", "convert_command"),
 }
 
 

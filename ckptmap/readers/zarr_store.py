@@ -1,0 +1,601 @@
+"""Read a zarr v3 store written by ``ckptmap convert`` back as a checkpoint.
+
+Layout (docs/convert.md): the root of the store is a zarr group whose
+``zarr.json`` carries the manifest in ``attributes["ckptmap"]``: every
+checkpoint key, the node path of its array, its TensorFlow dtype, full shape
+and original slice layout. The manifest is written last, so its presence means
+the store is complete. One node per key sits directly under the root:
+
+* a zarr array of the key's dtype (``storage: "native"``);
+* a ``uint8`` array of the bytes as TensorFlow stores them, one per element,
+  for dtypes tensorstore's zarr3 driver lacks (``uint4``, ``uint2``;
+  ``storage: "bytes"``);
+* for strings, a group with a ``lengths`` array (``uint64``, the tensor's
+  shape) and a ``data`` array (``uint8``, every element's bytes concatenated in
+  C order; ``storage: "strings"``).
+
+The store is a local folder (optionally an OCDBT database: a folder holding
+``manifest.ocdbt``) or a tensorstore kvstore URL (``file://``, ``memory://``,
+``gs://``, ``s3://``, ``http(s)://``). tensorstore is imported only when a
+store is opened.
+
+Example:
+    >>> with open_source("out/model.zarr") as ckpt:  # doctest: +SKIP
+    ...     ckpt.read("dense/kernel").shape
+    (64, 32)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ckptmap.dtypes import DType, dtype_from_name
+from ckptmap.errors import (
+    CkptmapError,
+    CorruptCheckpointError,
+    InputError,
+    MissingInputError,
+    TensorNotFoundError,
+    UsageError,
+)
+from ckptmap.spec import TensorSpec
+from ckptmap.split import SliceSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "FORMAT",
+    "INCOMPLETE_MARKER",
+    "OCDBT_MANIFEST",
+    "ROOT_METADATA",
+    "StoreLocation",
+    "ZarrArrayInfo",
+    "ZarrCheckpoint",
+    "array_path",
+    "array_paths",
+    "is_zarr_store",
+    "open_source",
+    "store_location",
+]
+
+FORMAT = "ckptmap-zarr3/1"  # attributes["ckptmap"]["format"] of the root group
+ROOT_METADATA = "zarr.json"  # zarr v3: a node's metadata document
+OCDBT_MANIFEST = "manifest.ocdbt"  # the file at the root of an OCDBT database
+INCOMPLETE_MARKER = "ckptmap-incomplete"  # written first, removed after the manifest
+STORAGE_NATIVE = "native"
+STORAGE_BYTES = "bytes"
+STORAGE_STRINGS = "strings"
+STRING_LENGTHS = "lengths"
+STRING_DATA = "data"
+MAX_NAME_BYTES = 200  # node names stay well below the 255-byte file-name limit
+_HASH_CHARS = 16
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_RESERVED = frozenset({ROOT_METADATA, OCDBT_MANIFEST, INCOMPLETE_MARKER, "c", "d"})
+_FIX_STORE = "the store is damaged or was not written by `ckptmap convert`; convert again"
+_CONTEXT: Any = None
+
+
+def shared_context() -> Any:
+    """A tensorstore ``Context`` for one operation (a conversion, an open store).
+
+    All of them share one process-wide parent, so a ``memory://`` store outlives
+    the call that wrote it; each gets its own caches, so a store replaced by one
+    operation is never read through another's stale cache.
+    """
+    global _CONTEXT  # noqa: PLW0603 -- a lazily created process-wide resource
+    import tensorstore as ts
+
+    if _CONTEXT is None:
+        _CONTEXT = ts.Context()
+    return ts.Context(ts.Context.Spec({"cache_pool": {}}), parent=_CONTEXT)
+
+
+# -- node paths ------------------------------------------------------------------
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:_HASH_CHARS]
+
+
+def array_path(key: str) -> str:
+    """The node name of ``key`` before collisions are resolved (:func:`array_paths`).
+
+    ``/`` becomes ``.``; every byte outside ``[A-Za-z0-9_-]`` (``.`` and ``%``
+    included) becomes ``%XX``, so the name is a single, portable path
+    component. A name longer than ``MAX_NAME_BYTES`` is cut and ends in ``~``
+    and a hash of the key.
+
+    Example:
+        >>> array_path("ffm/dense_1/kernel/Adam")
+        'ffm.dense_1.kernel.Adam'
+        >>> array_path("a.b/c d")
+        'a%2Eb.c%20d'
+    """
+    out: list[str] = []
+    for byte in key.encode("utf-8", "surrogateescape"):
+        if byte in _SAFE:
+            out.append(chr(byte))
+        elif byte == 0x2F:  # "/"
+            out.append(".")
+        else:
+            out.append(f"%{byte:02X}")
+    name = "".join(out)
+    if name.startswith(".") or name.startswith("__"):  # hidden, or reserved by zarr
+        first = "%2F" if name[0] == "." else "%5F"
+        name = first + name[1:]
+    if len(name) > MAX_NAME_BYTES or name in _RESERVED:
+        name = f"{name[: MAX_NAME_BYTES - _HASH_CHARS - 1]}~{_key_hash(key)}"
+    return name
+
+
+def array_paths(keys: Sequence[str]) -> dict[str, str]:
+    """The node name of every key: :func:`array_path`, made unique ignoring case.
+
+    Keys whose names differ only in case (``case/Kernel``, ``case/kernel``)
+    all get ``~`` and a hash of the key appended, so a case-insensitive file
+    system keeps them apart.
+    """
+    names = {key: array_path(key) for key in keys}
+    folded: dict[str, int] = {}
+    for name in names.values():
+        folded[name.lower()] = folded.get(name.lower(), 0) + 1
+    return {
+        key: name if folded[name.lower()] == 1 else f"{name}~{_key_hash(key)}"
+        for key, name in names.items()
+    }
+
+
+# -- where a store lives -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where a store lives, as a tensorstore kvstore spec.
+
+    Attributes:
+        text: the location as the user gave it (for messages).
+        local: the folder, for a local store (a path or a ``file://`` URL).
+        base: the JSON spec of the kvstore holding the store's files (a folder:
+            its ``path`` is empty or ends in ``/``).
+        ocdbt: whether the store is an OCDBT database on ``base``.
+    """
+
+    text: str
+    local: Path | None
+    base: dict[str, Any]
+    ocdbt: bool
+
+    def kvstore(self, path: str = "") -> dict[str, Any]:
+        """The kvstore spec of ``path`` inside the store (``""``: its root)."""
+        if self.ocdbt:
+            return {"driver": "ocdbt", "base": self.base, "path": path}
+        return {**self.base, "path": self.base.get("path", "") + path}
+
+    def node(self, name: str) -> dict[str, Any]:
+        """The kvstore spec of the node ``name`` (a folder: ends in ``/``)."""
+        return self.kvstore(f"{name}/")
+
+    def with_ocdbt(self, ocdbt: bool) -> StoreLocation:
+        return StoreLocation(self.text, self.local, self.base, ocdbt)
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` is a URL (``scheme://...``) rather than a local path."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.replace("+", "").isalnum()
+
+
+def store_location(location: str | os.PathLike[str], *, ocdbt: bool = False) -> StoreLocation:
+    """Describe a local folder or kvstore URL as a :class:`StoreLocation`.
+
+    A ``file://`` URL is treated as the local folder it names; another URL's
+    path is taken as a folder (a trailing ``/`` is added) and imports tensorstore.
+
+    Raises:
+        UsageError: if tensorstore does not understand the URL (unknown scheme).
+    """
+    text = os.fspath(location)
+    if is_url(text) and not text.startswith("file://"):
+        import tensorstore as ts
+
+        url = text if text.endswith("/") else text + "/"
+        try:
+            base: dict[str, Any] = ts.KvStore.Spec(url).to_json()
+        except ValueError as err:
+            raise UsageError(
+                f"{text}: not a storage location tensorstore understands ({_first_line(err)}); "
+                "use a local path or a file://, memory://, gs://, s3:// or http(s):// URL"
+            ) from err
+        return StoreLocation(text, None, base, ocdbt)
+    local = Path(text.removeprefix("file://")).absolute()
+    return StoreLocation(text, local, local_kvstore(local), ocdbt)
+
+
+def local_kvstore(folder: Path) -> dict[str, Any]:
+    """The ``file`` kvstore spec of a local folder."""
+    return {"driver": "file", "path": f"{folder}/"}
+
+
+# -- the reader -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ZarrArrayInfo:
+    """What the manifest says about one key.
+
+    Attributes:
+        key: the checkpoint key.
+        path: the node under the store's root.
+        dtype: the TensorFlow dtype.
+        shape: the full shape.
+        slices: the slice layout of the original checkpoint (empty: not sliced).
+        storage: ``native``, ``bytes`` or ``strings`` (see the module docstring).
+    """
+
+    key: str
+    path: str
+    dtype: DType
+    shape: tuple[int, ...]
+    slices: tuple[SliceSpec, ...]
+    storage: str
+
+
+def is_zarr_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a store written by ``ckptmap convert``.
+
+    A local folder qualifies when it holds a ``zarr.json`` or an OCDBT
+    ``manifest.ocdbt`` (no tensorstore import); a URL when one of those keys
+    can be read (one small request each). Never raises for a missing path.
+    """
+    text = os.fspath(path)
+    if not is_url(text) or text.startswith("file://"):
+        folder = Path(text.removeprefix("file://"))
+        return (folder / ROOT_METADATA).is_file() or (folder / OCDBT_MANIFEST).is_file()
+    try:
+        location = store_location(text)
+        if _read_key(location, ROOT_METADATA) is not None:
+            return True
+        return _read_key(location.with_ocdbt(True), ROOT_METADATA) is not None
+    except CkptmapError:
+        return False
+
+
+def open_source(path: str | os.PathLike[str]) -> ZarrCheckpoint:
+    """Open a store written by ``ckptmap convert``, reading only its manifest.
+
+    Args:
+        path: a local folder, a ``file://`` URL or another tensorstore kvstore
+            URL; OCDBT stores are recognised by their ``manifest.ocdbt``.
+
+    Returns:
+        The open store, with the listing surface of
+        :class:`ckptmap.readers.tf_bundle.Checkpoint`.
+
+    Raises:
+        MissingInputError: if there is no store at ``path``.
+        InputError: if the store is incomplete (its write was interrupted), or
+            ``path`` is a URL tensorstore does not understand.
+        CorruptCheckpointError: if the manifest is damaged.
+        UnsupportedInputError: if the manifest names an unknown dtype.
+    """
+    try:
+        location = store_location(path)
+    except UsageError as err:
+        raise InputError(str(err)) from err
+    if location.local is not None and (location.local / OCDBT_MANIFEST).is_file():
+        location = location.with_ocdbt(True)
+    raw = _read_key(location, ROOT_METADATA)
+    if raw is None and location.local is None:
+        ocdbt = location.with_ocdbt(True)
+        with contextlib.suppress(CkptmapError):  # not an OCDBT database either
+            raw = _read_key(ocdbt, ROOT_METADATA)
+        if raw is not None:
+            location = ocdbt
+    if raw is None:
+        if _read_key(location, INCOMPLETE_MARKER) is not None:
+            raise InputError(
+                f"{location.text}: the store is incomplete (its conversion was interrupted "
+                "before the manifest was written); convert again with --force"
+            )
+        raise MissingInputError(
+            location.text,
+            "no zarr store written by `ckptmap convert` here (no zarr.json at its root); "
+            "check the path",
+        )
+    return ZarrCheckpoint(location, _parse_manifest(location, raw))
+
+
+def _read_key(location: StoreLocation, key: str, context: Any = None) -> bytes | None:
+    """The bytes of ``key`` in the store, ``None`` if missing."""
+    if location.local is not None and not location.ocdbt:
+        try:
+            return (location.local / key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as err:
+            raise InputError(f"{location.local / key}: cannot read: {err.strerror}") from err
+    import tensorstore as ts
+
+    try:
+        store = ts.KvStore.open(location.kvstore(), context=context or shared_context()).result()
+        result = store.read(key).result()
+    except ValueError as err:
+        raise InputError(f"{location.text}: cannot read the store ({_first_line(err)})") from err
+    return None if result.state != "value" else bytes(result.value)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _parse_manifest(location: StoreLocation, raw: bytes) -> dict[str, ZarrArrayInfo]:
+    where = f"{location.text}/{ROOT_METADATA}"
+    try:
+        doc = json.loads(raw)
+        manifest = doc["attributes"]["ckptmap"]
+        if manifest["format"] != FORMAT:
+            raise CorruptCheckpointError(
+                where,
+                f"unknown store format {manifest['format']!r}, expected {FORMAT!r} "
+                "(upgrade ckptmap)",
+            )
+        infos = [_parse_entry(entry) for entry in manifest["arrays"]]
+    except CkptmapError as err:
+        if isinstance(err, CorruptCheckpointError):
+            raise
+        raise CorruptCheckpointError(
+            where, f"the manifest is invalid: {err} ({_FIX_STORE})"
+        ) from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise CorruptCheckpointError(
+            where, f"the manifest is missing or invalid ({type(err).__name__}: {err}; {_FIX_STORE})"
+        ) from err
+    return {info.key: info for info in infos}
+
+
+def decode_key(attrs: dict[str, Any]) -> str:
+    """The key stored in a manifest entry or array attributes (``key`` or ``key_hex``)."""
+    if "key_hex" in attrs:
+        return bytes.fromhex(attrs["key_hex"]).decode("utf-8", "surrogateescape")
+    key = attrs["key"]
+    if not isinstance(key, str):
+        raise TypeError("key is not a string")
+    return key
+
+
+def encode_key(key: str) -> dict[str, str]:
+    """A key as JSON: ``{"key": ...}``, or ``{"key_hex": ...}`` for non-UTF-8 bytes."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return {"key_hex": key.encode("utf-8", "surrogateescape").hex()}
+    return {"key": key}
+
+
+def _parse_entry(entry: dict[str, Any]) -> ZarrArrayInfo:
+    shape = tuple(int(d) for d in entry["shape"])
+    slices = tuple(SliceSpec.parse(s) for s in entry["slices"])
+    if any(s.full_shape != shape for s in slices):
+        raise ValueError(f"a slice of {entry.get('key')!r} does not belong to shape {list(shape)}")
+    storage = entry["storage"]
+    if storage not in (STORAGE_NATIVE, STORAGE_BYTES, STORAGE_STRINGS):
+        raise ValueError(f"unknown storage {storage!r}")
+    return ZarrArrayInfo(
+        decode_key(entry),
+        str(entry["path"]),
+        dtype_from_name(entry["dtype"]),
+        shape,
+        slices,
+        storage,
+    )
+
+
+class ZarrCheckpoint:
+    """An open store written by ``ckptmap convert``.
+
+    It offers the listing and reading surface of
+    :class:`ckptmap.readers.tf_bundle.Checkpoint`: :meth:`keys`, :meth:`specs`
+    (with the original slice layout), :meth:`read`, plus :meth:`read_box` and
+    :meth:`read_slice` for parts of a tensor.
+
+    Attributes:
+        location: where the store lives.
+        source: the checkpoint it was converted from (as recorded).
+    """
+
+    def __init__(self, location: StoreLocation, arrays: dict[str, ZarrArrayInfo]) -> None:
+        self.location = location
+        self._context = shared_context()
+        self._arrays = dict(
+            sorted(arrays.items(), key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+        )
+        self._keys = list(self._arrays)
+
+    @property
+    def path(self) -> str:
+        """The store's location as given."""
+        return self.location.text
+
+    def keys(self) -> list[str]:
+        """The keys, sorted as unsigned bytes like TensorFlow."""
+        return list(self._keys)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._arrays
+
+    def info(self, key: str) -> ZarrArrayInfo:
+        """The manifest entry of ``key``.
+
+        Raises:
+            TensorNotFoundError: if there is no such key.
+        """
+        try:
+            return self._arrays[key]
+        except KeyError:
+            raise TensorNotFoundError(
+                self.location.text,
+                key,
+                f"no tensor {key!r} in this store (list the keys with `ckptmap inspect`)",
+            ) from None
+
+    def specs(self) -> dict[str, TensorSpec]:
+        """A :class:`TensorSpec` per key, with the original checkpoint's slices."""
+        return {
+            key: TensorSpec(key, info.dtype, info.shape, info.slices)
+            for key, info in self._arrays.items()
+        }
+
+    # -- data ------------------------------------------------------------------
+
+    def read(self, key: str) -> np.ndarray:
+        """The whole tensor ``key`` (strings as an ``object`` array of ``bytes``).
+
+        Raises:
+            TensorNotFoundError: if there is no such key.
+            MissingInputError: if the key's array is missing from the store.
+            CorruptCheckpointError: if the array disagrees with the manifest.
+        """
+        info = self.info(key)
+        return self.read_box(key, tuple((0, d) for d in info.shape))
+
+    def read_slice(self, key: str, spec: SliceSpec) -> np.ndarray:
+        """The part of ``key`` that ``spec`` selects (its full shape must match)."""
+        info = self.info(key)
+        if spec.full_shape != info.shape:
+            raise UsageError(
+                f"slice {spec} is a slice of shape {list(spec.full_shape)}, but {key!r} has "
+                f"shape {list(info.shape)}"
+            )
+        index = spec.index()
+        return self.read_box(key, tuple((s.start, s.stop) for s in index))
+
+    def read_box(self, key: str, box: Sequence[tuple[int, int]]) -> np.ndarray:
+        """The part ``[start, stop)`` per axis of ``key``.
+
+        Raises:
+            TensorNotFoundError: if there is no such key.
+            UsageError: if the box does not fit the tensor's shape.
+            MissingInputError: if the key's array is missing from the store.
+            CorruptCheckpointError: if the array disagrees with the manifest.
+        """
+        info = self.info(key)
+        box = tuple((int(a), int(b)) for a, b in box)
+        if len(box) != len(info.shape) or any(
+            not 0 <= a <= b <= d for (a, b), d in zip(box, info.shape, strict=True)
+        ):
+            raise UsageError(f"box {list(box)} does not fit {key!r} of shape {list(info.shape)}")
+        if info.storage == STORAGE_STRINGS:
+            return self._read_strings(info, box)
+        array = self._open_array(info, info.path)
+        data: np.ndarray = _run(array[tuple(slice(a, b) for a, b in box)].read(), self._where(info))
+        if info.storage == STORAGE_BYTES:
+            data = data.view(info.dtype.numpy)
+        data.flags.writeable = False
+        return data
+
+    def _where(self, info: ZarrArrayInfo) -> str:
+        return f"{self.location.text}: array {info.path!r} of {info.key!r}"
+
+    def _open_array(self, info: ZarrArrayInfo, path: str) -> Any:
+        import tensorstore as ts
+
+        spec = {"driver": "zarr3", "kvstore": self.location.node(path)}
+        try:
+            array = ts.open(spec, open=True, read=True, context=self._context).result()
+        except ValueError as err:
+            message = _first_line(err)
+            if "NOT_FOUND" in message or "does not exist" in message:
+                raise MissingInputError(
+                    f"{self.location.text}/{path}",
+                    f"the array of {info.key!r} is missing from the store (the store is "
+                    "incomplete or was modified; convert again)",
+                ) from err
+            raise CorruptCheckpointError(
+                f"{self.location.text}/{path}", f"cannot open the array ({message}; {_FIX_STORE})"
+            ) from err
+        self._check_array(info, path, array)
+        return array
+
+    def _check_array(self, info: ZarrArrayInfo, path: str, array: Any) -> None:
+        expected = _expected_layout(info, path)
+        actual = (tuple(int(d) for d in array.shape), array.dtype.name)
+        shape = actual[0] if expected[0] is None else expected[0]  # None: any length
+        if actual != (shape, expected[1]):
+            raise CorruptCheckpointError(
+                f"{self.location.text}/{path}",
+                f"the array is {actual[1]} {list(actual[0])}, but the manifest says "
+                f"{expected[1]} {list(shape)} for {info.key!r} ({_FIX_STORE})",
+            )
+
+    def _read_strings(self, info: ZarrArrayInfo, box: tuple[tuple[int, int], ...]) -> np.ndarray:
+        import numpy as np
+
+        lengths_array = self._open_array(info, f"{info.path}/{STRING_LENGTHS}")
+        data_array = self._open_array(info, f"{info.path}/{STRING_DATA}")
+        lengths = _run(lengths_array.read(), self._where(info)).astype(np.int64).reshape(-1)
+        stops = np.cumsum(lengths)
+        if int(data_array.shape[0]) != (int(stops[-1]) if len(stops) else 0):
+            raise CorruptCheckpointError(
+                f"{self.location.text}/{info.path}",
+                f"the string lengths of {info.key!r} do not add up to its data ({_FIX_STORE})",
+            )
+        blob = bytes(_run(data_array.read(), self._where(info)))
+        starts = stops - lengths
+        out = np.empty(len(lengths), dtype=object)
+        out[:] = [blob[a:b] for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
+        index: tuple[Any, ...] = (*[slice(a, b) for a, b in box], Ellipsis)
+        result: np.ndarray = out.reshape(info.shape)[index]
+        result.flags.writeable = False
+        return result
+
+    # -- lifetime ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Nothing to release; present for symmetry with ``Checkpoint``."""
+
+    def __enter__(self) -> ZarrCheckpoint:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ZarrCheckpoint({self.location.text!r}, {len(self._keys)} tensors)"
+
+
+def _expected_layout(info: ZarrArrayInfo, path: str) -> tuple[tuple[int, ...] | None, str]:
+    """The shape and zarr data type the node ``path`` of ``info`` must have."""
+    if info.storage == STORAGE_STRINGS:
+        if path.endswith(f"/{STRING_LENGTHS}"):
+            return info.shape, "uint64"
+        return None, "uint8"
+    if info.storage == STORAGE_BYTES:
+        return info.shape, "uint8"
+    return info.shape, info.dtype.numpy.name
+
+
+def _run(future: Any, where: str) -> Any:
+    try:
+        return future.result()
+    except ValueError as err:
+        raise InputError(f"{where}: cannot read ({_first_line(err)})") from err
