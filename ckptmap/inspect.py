@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.errors import UsageError
+from ckptmap.errors import MissingInputError, TensorNotFoundError, UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
 from ckptmap.storage import IoCounter, location_text, measure_io
@@ -114,6 +114,8 @@ class InspectReport:
         values: the values of the tensor asked for with ``tensor=``, else ``None``.
         url: the prefix as the user would write it (a local path or a URL).
         io: the bytes and requests that went to a remote store (zero for local files).
+        format: ``"tf"`` for a TensorFlow checkpoint, ``"zarr3"`` for a store
+            written by ``ckptmap convert``.
     """
 
     prefix: Path
@@ -128,6 +130,7 @@ class InspectReport:
     values: np.ndarray | None = field(default=None, compare=False)
     url: str = ""
     io: IoCounter = field(default_factory=IoCounter, compare=False)
+    format: str = "tf"
 
     @property
     def total_bytes(self) -> int:
@@ -156,6 +159,7 @@ class InspectReport:
                 "num_shards": self.num_shards,
                 "shards": [{"path": location_text(s.path), "size": s.size} for s in self.shards],
                 "byte_order": self.byte_order,
+                "format": self.format,
             },
             "tensors": tensors,
             "totals": {"tensors": len(self.tensors), "bytes": self.total_bytes},
@@ -220,7 +224,15 @@ def inspect_checkpoint(
     if tensor is not None and filter is not None:
         raise UsageError("choose either a tensor or a filter, not both")
     pattern = _compile(filter)
-    with measure_io() as io, open_checkpoint(path, step=step) as ckpt:
+    try:
+        opened = open_checkpoint(path, step=step)
+    except MissingInputError:
+        from ckptmap.readers.zarr_store import is_zarr_store
+
+        if not is_zarr_store(path):
+            raise
+        return _inspect_store(path, stats=stats, verify=verify, pattern=pattern, tensor=tensor)
+    with measure_io() as io, opened as ckpt:
         if verify:
             ckpt.verify()
         if tensor is not None:
@@ -348,3 +360,74 @@ def _tensor_stats(
 def _chunks(flat: np.ndarray) -> Iterable[np.ndarray]:
     for start in range(0, flat.size, STATS_CHUNK_ELEMENTS):
         yield flat[start : start + STATS_CHUNK_ELEMENTS]
+
+
+def _inspect_store(
+    path: str | os.PathLike[str],
+    *,
+    stats: bool,
+    verify: bool,
+    pattern: re.Pattern[str] | None,
+    tensor: str | None,
+) -> InspectReport:
+    """The report of a zarr3 store written by ``ckptmap convert``.
+
+    A store has no index, shards or CRC32C: it lists its keys with their
+    original dtypes, shapes and slice layout, and reads values as arrays.
+    """
+    from ckptmap.readers.zarr_store import open_source
+
+    if verify:
+        raise UsageError(
+            f"{path}: --verify checks the CRC32C of a TensorFlow checkpoint; a zarr store "
+            "has none (inspect the checkpoint it was converted from)"
+        )
+    with measure_io() as io, open_source(path) as store:
+        specs = store.specs()
+        if tensor is not None:
+            if tensor not in specs:
+                raise TensorNotFoundError(path, tensor, f"no tensor {tensor!r} in this store")
+            keys = [tensor]
+        else:
+            keys = [k for k in specs if pattern is None or pattern.search(k)]
+        infos = []
+        for key in keys:
+            spec = specs[key]
+            infos.append(
+                TensorInfo(
+                    name=key,
+                    dtype=spec.dtype.name,
+                    shape=spec.shape,
+                    nbytes=math.prod(spec.shape) * spec.dtype.itemsize,
+                    shard=None,
+                    slices=tuple(s.format() for s in spec.slices),
+                    stats=_array_stats(store.read(key), spec.dtype.name) if stats else None,
+                )
+            )
+        where = Path(store.path)
+        return InspectReport(
+            prefix=where,
+            index=where / "zarr.json",
+            num_shards=0,
+            shards=(),
+            byte_order="<",
+            tensors=tuple(infos),
+            assets=(),
+            with_stats=stats,
+            values=store.read(tensor) if tensor is not None else None,
+            url=store.path,
+            io=io,
+            format="zarr3",
+        )
+
+
+def _array_stats(values: np.ndarray, dtype_name: str) -> TensorStats | None:
+    """Statistics of an array already in memory, chunk by chunk."""
+    kind = values.dtype.kind
+    if kind in "Oc":
+        return None
+    moments = _Moments()
+    exact = kind in "iub" or dtype_name in _PACKED_INTEGERS
+    for chunk in _chunks(values.reshape(-1)):
+        moments.add(chunk, exact_bounds=exact)
+    return moments.result()

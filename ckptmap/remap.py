@@ -8,6 +8,7 @@ plus a verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 import numpy as np
@@ -55,6 +56,9 @@ from ckptmap.storage import is_url, location_text, open_location, open_parent, s
 from ckptmap.writers.state import write_state_file
 from ckptmap.writers.tf_bundle import BundleWriter, slice_entry_key
 
+if TYPE_CHECKING:
+    from ckptmap.readers.zarr_store import ZarrCheckpoint
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
@@ -72,6 +76,9 @@ class RemapPlan:
         unused_old: old keys that feed nothing (dropped from the output).
         old_assets: asset files of the old checkpoint (travel with the output).
         notes: non-fatal findings worth showing the user.
+        old_format: ``"tf"`` for a TensorFlow checkpoint, ``"zarr3"`` for a store
+            written by ``ckptmap convert`` (its tensors are read as arrays).
+        old_name: for a store, the name of the checkpoint it was converted from.
     """
 
     old_prefix: Path
@@ -81,6 +88,13 @@ class RemapPlan:
     unused_old: tuple[str, ...] = ()
     old_assets: tuple[Path, ...] = ()
     notes: tuple[str, ...] = ()
+    old_format: str = "tf"
+    old_name: str = ""
+
+    @property
+    def output_name(self) -> str:
+        """The file name a model-folder output takes: the old prefix's."""
+        return self.old_name or self.old_prefix.name
 
     @property
     def complete(self) -> bool:
@@ -165,7 +179,7 @@ def _load_new_spec(new_graph: str | os.PathLike[str] | ModelSpec, saver: str | N
     return read_model_spec(new_graph, saver=saver)
 
 
-def _old_specs(ckpt: Checkpoint) -> dict[str, TensorSpec]:
+def _old_specs(ckpt: Checkpoint | ZarrCheckpoint) -> dict[str, TensorSpec]:
     return ckpt.specs()
 
 
@@ -202,7 +216,7 @@ def plan_remap(
         InputError: unreadable old checkpoint or new model.
         AliasError: invalid alias map or rule.
     """
-    ckpt = old if isinstance(old, Checkpoint) else open_checkpoint(old, step=step)
+    ckpt = old if isinstance(old, Checkpoint) else _open_old(old, step)
     spec = _load_new_spec(new_graph, saver)
     explicit = (
         dict(alias_map)
@@ -243,16 +257,75 @@ def plan_remap(
         )
     used = {t.source for t in tensors}
     unused = tuple(k for k in old_specs if k not in used)
-    assets = tuple(a.path for a in ckpt.assets)
+    if isinstance(ckpt, Checkpoint):
+        return RemapPlan(
+            old_prefix=ckpt.prefix,
+            new_source=spec.source,
+            tensors=tuple(tensors),
+            alias=alias,
+            unused_old=unused,
+            old_assets=tuple(a.path for a in ckpt.assets),
+            notes=_hash_filter_notes(ckpt.assets, spec),
+        )
     return RemapPlan(
-        old_prefix=ckpt.prefix,
+        old_prefix=Path(ckpt.path),
         new_source=spec.source,
-        tensors=tuple(tensors),
+        tensors=tuple(_assembled(t) for t in tensors),
         alias=alias,
         unused_old=unused,
-        old_assets=assets,
-        notes=_hash_filter_notes(ckpt.assets, spec),
+        old_format="zarr3",
+        old_name=Path(ckpt.source).name if ckpt.source else "",
     )
+
+
+def _assembled(tensor: TensorPlan) -> TensorPlan:
+    """A store has no bytes to copy: every piece is read as an array and written."""
+    pieces = tuple(
+        PiecePlan(p.slice, p.shape, Method.ASSEMBLE, nbytes=p.nbytes) for p in tensor.pieces
+    )
+    return dataclasses.replace(tensor, pieces=pieces)
+
+
+def _open_old(old: str | os.PathLike[str], step: int | None) -> Checkpoint | ZarrCheckpoint:
+    """The old checkpoint: a TensorFlow checkpoint, or a store ``ckptmap convert`` wrote.
+
+    The TensorFlow reading is tried first, so a URL costs no extra request; only
+    where no checkpoint is found is the path tried as a zarr3 store.
+    """
+    try:
+        return open_checkpoint(old, step=step)
+    except MissingInputError:
+        from ckptmap.readers.zarr_store import is_zarr_store, open_source
+
+        if not is_zarr_store(old):
+            raise
+    if step is not None:
+        raise UsageError(f"{old}: --step picks a checkpoint in a model folder, not in a zarr store")
+    return open_source(old)
+
+
+def _execute_from_store(plan: RemapPlan, writer: BundleWriter, progress: Progress | None) -> int:
+    """Write every planned piece from a zarr3 store: each one read as an array box."""
+    from ckptmap.readers.zarr_store import open_source
+
+    written = 0
+    with open_source(location_text(plan.old_prefix)) as store:
+        for tensor in plan.tensors:
+            if tensor.sliced:
+                writer.add_sliced(
+                    tensor.key,
+                    dtype=tensor.dtype,
+                    full_shape=tensor.shape,
+                    slices=[p.slice for p in tensor.pieces if p.slice is not None],
+                )
+            for piece in tensor.pieces:
+                key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+                array = store.read_box(tensor.source, box_of(piece.slice, tensor.shape))
+                writer.add_array(key, array, dtype=tensor.dtype)
+                written += piece.nbytes
+                if progress is not None:
+                    progress(piece.nbytes)
+    return written
 
 
 def _hash_filter_notes(assets: Sequence[Asset], spec: ModelSpec) -> tuple[str, ...]:
@@ -300,17 +373,17 @@ class RemapResult:
         return data
 
 
-def resolve_output(out: str | os.PathLike[str], old_prefix: Path) -> tuple[Path, Path | None]:
+def resolve_output(out: str | os.PathLike[str], name: str) -> tuple[Path, Path | None]:
     """Turn ``--out`` into an output prefix and, for a model folder, the folder.
 
     An existing folder, or a path ending in a separator, becomes a model folder:
-    the checkpoint is written under the old prefix's file name and a
+    the checkpoint is written under ``name`` (the old prefix's file name) and a
     ``checkpoint`` state file names it. Anything else is a prefix.
     """
     text = os.fspath(out)
     path = Path(text)
     if path.is_dir() or text.endswith((os.sep, "/")):
-        return path / old_prefix.name, path
+        return path / name, path
     return path, None
 
 
@@ -814,8 +887,18 @@ def execute(
             verify=verify,
             progress=progress,
         )
-    prefix, model_dir = resolve_output(out, plan.old_prefix)
+    prefix, model_dir = resolve_output(out, plan.output_name)
     _check_output(prefix, plan.old_prefix)
+    if plan.old_format == "zarr3":
+        if link:
+            raise UsageError("--link reuses TensorFlow data files; a zarr store has none")
+        with BundleWriter(prefix, num_shards=shards, force=force) as w:
+            bytes_written = _execute_from_store(plan, w, progress)
+            committed = w.commit()
+        files = [*committed.data_paths, committed.index_path]
+        if model_dir is not None:
+            files.append(write_state_file(model_dir, committed.prefix))
+        return RemapResult(committed.prefix, tuple(files), bytes_written, plan)
     bytes_written = 0
     with open_checkpoint(plan.old_prefix) as ckpt:
         crcs = _SourceCrcs(ckpt, verify)
@@ -877,7 +960,7 @@ def _execute_to_url(
     except (InputError, UsageError) as err:
         raise OutputError(f"--out {err}") from None
     model_dir = not name
-    prefix_name = name or Path(plan.old_prefix).name
+    prefix_name = name or plan.output_name
     index_name = prefix_name + ".index"
     if location.exists(index_name) and not force:
         raise OutputExistsError(

@@ -98,7 +98,10 @@ def inspect_command(
 def _print_report(report: InspectReport) -> None:
     byte_order = "little-endian" if report.byte_order == "<" else "big-endian"
     shards = "1 data file" if report.num_shards == 1 else f"{report.num_shards} data files"
-    console.print(f"Checkpoint {report.url or report.prefix} ({shards}, {byte_order})")
+    if report.format == "zarr3":
+        console.print(f"zarr3 store {report.url or report.prefix} (written by ckptmap convert)")
+    else:
+        console.print(f"Checkpoint {report.url or report.prefix} ({shards}, {byte_order})")
     from rich.table import Table
 
     from ckptmap.cli._render import print_table

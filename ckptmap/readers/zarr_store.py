@@ -311,7 +311,10 @@ def open_source(path: str | os.PathLike[str]) -> ZarrCheckpoint:
             "no zarr store written by `ckptmap convert` here (no zarr.json at its root); "
             "check the path",
         )
-    return ZarrCheckpoint(location, _parse_manifest(location, raw))
+    store = ZarrCheckpoint(location, _parse_manifest(location, raw))
+    with contextlib.suppress(ValueError, AttributeError, TypeError):  # checked by _parse_manifest
+        store.source = str(json.loads(raw)["attributes"]["ckptmap"].get("source", ""))
+    return store
 
 
 def _read_key(location: StoreLocation, key: str, context: Any = None) -> bytes | None:
@@ -414,6 +417,7 @@ class ZarrCheckpoint:
 
     def __init__(self, location: StoreLocation, arrays: dict[str, ZarrArrayInfo]) -> None:
         self.location = location
+        self.source = ""
         self._context = shared_context()
         self._arrays = dict(
             sorted(arrays.items(), key=lambda item: item[0].encode("utf-8", "surrogateescape"))
