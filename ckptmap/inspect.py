@@ -224,42 +224,43 @@ def inspect_checkpoint(
     if tensor is not None and filter is not None:
         raise UsageError("choose either a tensor or a filter, not both")
     pattern = _compile(filter)
-    try:
-        opened = open_checkpoint(path, step=step)
-    except MissingInputError:
-        from ckptmap.readers.zarr_store import is_zarr_store
+    with measure_io() as io:  # counts the index fetched at a URL too
+        try:
+            opened = open_checkpoint(path, step=step)
+        except MissingInputError:
+            from ckptmap.readers.zarr_store import is_zarr_store
 
-        if not is_zarr_store(path):
-            raise
-        return _inspect_store(path, stats=stats, verify=verify, pattern=pattern, tensor=tensor)
-    with measure_io() as io, opened as ckpt:
-        if verify:
-            ckpt.verify()
-        if tensor is not None:
-            ckpt.entry(tensor)  # raises TensorNotFoundError with a suggestion
-            keys = [tensor]
-        else:
-            listed = ckpt.keys()
-            keys = [k for k in listed if pattern is None or pattern.search(k)]
-        shards = tuple(
-            ShardInfo(ckpt.shard_path(i), ckpt.shard_size(i)) for i in range(ckpt.num_shards)
-        )
-        infos = tuple(_describe(ckpt, key, stats=stats) for key in keys)
-        values = ckpt.read(tensor) if tensor is not None else None
-        return InspectReport(
-            prefix=ckpt.prefix,
-            index=ckpt.index_path,
-            num_shards=ckpt.num_shards,
-            shards=shards,
-            byte_order=ckpt.byte_order,
-            tensors=infos,
-            assets=tuple(ckpt.assets),
-            with_stats=stats,
-            verified=verify,
-            values=values,
-            url=ckpt.url,
-            io=io,
-        )
+            if not is_zarr_store(path):
+                raise
+            return _inspect_store(path, stats=stats, verify=verify, pattern=pattern, tensor=tensor)
+        with opened as ckpt:
+            if verify:
+                ckpt.verify()
+            if tensor is not None:
+                ckpt.entry(tensor)  # raises TensorNotFoundError with a suggestion
+                keys = [tensor]
+            else:
+                listed = ckpt.keys()
+                keys = [k for k in listed if pattern is None or pattern.search(k)]
+            shards = tuple(
+                ShardInfo(ckpt.shard_path(i), ckpt.shard_size(i)) for i in range(ckpt.num_shards)
+            )
+            infos = tuple(_describe(ckpt, key, stats=stats) for key in keys)
+            values = ckpt.read(tensor) if tensor is not None else None
+            return InspectReport(
+                prefix=ckpt.prefix,
+                index=ckpt.index_path,
+                num_shards=ckpt.num_shards,
+                shards=shards,
+                byte_order=ckpt.byte_order,
+                tensors=infos,
+                assets=tuple(ckpt.assets),
+                with_stats=stats,
+                verified=verify,
+                values=values,
+                url=ckpt.url,
+                io=io,
+            )
 
 
 def _compile(filter: str | None) -> re.Pattern[str] | None:

@@ -58,6 +58,7 @@ def test_json_lists_the_golden_tensors(golden: Golden) -> None:
         "num_shards": len(shards),
         "shards": shards,
         "byte_order": "<",
+        "format": "tf",
     }
     assert report["totals"] == {
         "tensors": len(golden.tensors),

@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import text_format
-
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, UsageError
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.storage import Location, open_parent
@@ -76,6 +74,8 @@ def read_state_file(path: str | os.PathLike[str]) -> CheckpointState:
 
 def _parse_state(text: str, where: str) -> ckptmap_tf_pb2.CheckpointState:
     """Parse the text of a state file; it must name a checkpoint."""
+    from google.protobuf import text_format  # only for folders: listing a prefix skips it
+
     message = ckptmap_tf_pb2.CheckpointState()
     try:
         text_format.Parse(text, message)
