@@ -16,7 +16,8 @@ from ckptmap.errors import OutputError
 from ckptmap.options import CheckOptions, RemapOptions, click_options, config_option, resolve_click
 
 if TYPE_CHECKING:
-    from ckptmap.remap import Progress, RemapPlan
+    from ckptmap._execute import Progress
+    from ckptmap.remap import RemapPlan
 
 
 def _plan_args(opts: CheckOptions) -> dict[str, Any]:
