@@ -73,6 +73,7 @@ CLEAR_NN = "clear_nn"
 # Rules give "rule <pattern>" and "builtin-rule <pattern>".
 
 MAX_CANDIDATES = 5  # candidates listed per unresolved key (plausible sources always listed)
+CANDIDATE_CUTOFF = 0.5  # name similarity below which an old key is no candidate
 _PRESELECT = 64  # old keys of one shape and dtype scored in full; more are pre-selected
 
 
@@ -396,6 +397,8 @@ def _candidate_alignments(new_order: list[str], old_order: list[str]) -> list[_A
 
 class _Planner:
     """The state of one :func:`plan_aliases` run."""
+
+    cutoff: float = 0.0
 
     def __init__(self, old: Mapping[str, TensorSpec], new: ModelSpec) -> None:
         self.old = {k: old[k] for k in sorted(old)}
@@ -731,7 +734,9 @@ class _Planner:
             Candidate(o, _similarity(target, self.old_norm[o]), "plausible; " + _why(spec, used[o]))
             for o in plausible
         ]
-        return first + [Candidate(o, score, _why(spec, used[o])) for o, score in scored]
+        return first + [
+            Candidate(o, score, _why(spec, used[o])) for o, score in scored if score >= self.cutoff
+        ]
 
     def neighbours(self, sig: tuple[int, tuple[int, ...]], target: str) -> list[str]:
         """Old keys of one signature whose names sort next to ``target``.
@@ -852,6 +857,7 @@ def plan_aliases(
     auto: bool = True,
     clear_nn: bool = False,
     continue_training: bool = False,
+    candidate_cutoff: float = CANDIDATE_CUTOFF,
 ) -> AliasPlan:
     """Decide which old checkpoint key feeds each key the new model restores.
 
@@ -869,6 +875,9 @@ def plan_aliases(
         clear_nn: Monolith's ``clear_nn``: restore no variable (each is dropped and
             keeps its initializer), except ``global_step`` with ``continue_training``.
         continue_training: with ``clear_nn``, keep ``global_step``.
+        candidate_cutoff: list an old key as a candidate of an unresolved key only
+            when its name similarity (0 to 1) reaches this; the plausible sources
+            an automatic step could not choose between are always listed.
 
     Returns:
         The plan. It never raises for odd names; what cannot be decided is in
@@ -896,6 +905,7 @@ def plan_aliases(
         )
     parsed = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
     planner = _Planner(old, new)
+    planner.cutoff = candidate_cutoff
     if clear_nn:
         planner.drop_for_clear_nn(continue_training)
     if explicit:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
+from ckptmap.alias import CANDIDATE_CUTOFF
 from ckptmap.naming import Rule
 from ckptmap.remap import RemapPlan, plan_remap
 from ckptmap.spec import ModelSpec
@@ -133,6 +134,7 @@ def check(
     clear_nn: bool = False,
     continue_training: bool = False,
     saver: str | None = None,
+    candidate_cutoff: float = CANDIDATE_CUTOFF,
 ) -> CheckReport:
     """Check that every key the new model restores can be fed from the old checkpoint.
 
@@ -161,5 +163,6 @@ def check(
         clear_nn=clear_nn,
         continue_training=continue_training,
         saver=saver,
+        candidate_cutoff=candidate_cutoff,
     )
     return CheckReport(plan)

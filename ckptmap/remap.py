@@ -26,7 +26,7 @@ from ckptmap._execute import (
     write_remote_tensor,
     write_tensor,
 )
-from ckptmap.alias import AliasPlan, plan_aliases
+from ckptmap.alias import CANDIDATE_CUTOFF, AliasPlan, plan_aliases
 from ckptmap.errors import (
     AliasError,
     InputError,
@@ -188,6 +188,7 @@ def plan_remap(
     clear_nn: bool = False,
     continue_training: bool = False,
     saver: str | None = None,
+    candidate_cutoff: float = CANDIDATE_CUTOFF,
 ) -> RemapPlan:
     """Decide every output tensor of a remap, reading indexes and graphs only.
 
@@ -202,6 +203,8 @@ def plan_remap(
         clear_nn: do not restore the dense (NN) variables.
         continue_training: with ``clear_nn``, keep ``global_step``.
         saver: which saver of the new graph to read when it has several.
+        candidate_cutoff: how similar an old key's name must be to an unresolved
+            key's to be listed as its candidate (0 to 1).
 
     Returns:
         The plan; ``plan.complete`` tells whether every key has a source.
@@ -227,6 +230,7 @@ def plan_remap(
         auto=auto,
         clear_nn=clear_nn,
         continue_training=continue_training,
+        candidate_cutoff=candidate_cutoff,
     )
     tensors: list[TensorPlan] = []
     for key, match in alias.matches.items():
@@ -564,6 +568,7 @@ def remap(
     clear_nn: bool = False,
     continue_training: bool = False,
     saver: str | None = None,
+    candidate_cutoff: float = CANDIDATE_CUTOFF,
     force: bool = False,
     shards: int = 1,
     allow_missing: bool = False,
@@ -589,6 +594,7 @@ def remap(
         clear_nn=clear_nn,
         continue_training=continue_training,
         saver=saver,
+        candidate_cutoff=candidate_cutoff,
     )
     return execute(
         plan,

@@ -396,7 +396,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
             "auto",
             "Generate the remaining aliases with Monolith's heuristics. [bool; default: true]",
         ),
-        ("candidate_cutoff", "[float; default: 0.6]"),
+        ("candidate_cutoff", "[float; default: 0.5]"),
         ("saver", '[str; default: ""]'),
         ("out", "model folder with a 'checkpoint' state file. [str; required]"),
         ("alias_map", "[path; default: none]"),

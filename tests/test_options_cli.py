@@ -51,7 +51,7 @@ LAYER_VALUES: dict[str, tuple[str, Any, str, Any, list[str], Any]] = {
     "shards": ("4", 4, "5", 5, ["--shards", "6"], 6),
     "auto": ("false", False, "yes", True, ["--no-auto"], False),
     "saver": ('"save_1"', "save_1", "save_2", "save_2", ["--saver", "save_3"], "save_3"),
-    "candidate_cutoff": ("0.5", 0.5, "0.25", 0.25, ["--candidate-cutoff", "0.75"], 0.75),
+    "candidate_cutoff": ("0.45", 0.45, "0.25", 0.25, ["--candidate-cutoff", "0.75"], 0.75),
     "alias_map": (
         '"maps/a.json"',
         "{conf}/maps/a.json",

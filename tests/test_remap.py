@@ -455,3 +455,18 @@ def test_a_parameter_server_count_change_is_noted(tmp_path: Path) -> None:
     assert result.stderr.startswith("note: the old checkpoint has hash filters for 2 parameter")
     same = _v2_spec_with_an_extra_variable(tmp_path)  # a JSON spec says nothing about devices
     assert plan_remap(FIXTURES / "ffm_v1_ps2", same, rules=[RULE]).notes == ()
+
+
+def test_candidate_cutoff_drops_dissimilar_candidates() -> None:
+    new = FIXTURES / "ffm_v2" / "graph.pbtxt"
+    loose = check(FIXTURES / "ffm_v1", new, candidate_cutoff=0.0).to_json()["unresolved"]
+    strict = check(FIXTURES / "ffm_v1", new, candidate_cutoff=0.6).to_json()["unresolved"]
+    scores = [c["score"] for c in loose[0]["candidates"]]
+    assert min(scores) < 0.6 <= max(scores)
+    assert all(c["score"] >= 0.6 for c in strict[0]["candidates"])
+    assert len(strict[0]["candidates"]) < len(loose[0]["candidates"])
+    cli = run(
+        "check", "--old", FIXTURES / "ffm_v1", "--new-graph", new, "--json",
+        "--candidate-cutoff", "0.6",
+    )  # fmt: skip
+    assert json.loads(cli.stdout)["unresolved"] == strict

@@ -29,6 +29,7 @@ def _plan_args(opts: CheckOptions) -> dict[str, Any]:
         "clear_nn": opts.clear_nn,
         "continue_training": opts.continue_training,
         "saver": opts.saver or None,
+        "candidate_cutoff": opts.candidate_cutoff,
     }
 
 

@@ -87,7 +87,7 @@ class CheckOptions:
     allow_missing: bool = False
     saver: str = ""
     step: int | None = None
-    candidate_cutoff: float = 0.6
+    candidate_cutoff: float = 0.5
     json: bool = False
     quiet: bool = False
     explain: bool = False
