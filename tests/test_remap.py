@@ -470,3 +470,15 @@ def test_candidate_cutoff_drops_dissimilar_candidates() -> None:
         "--candidate-cutoff", "0.6",
     )  # fmt: skip
     assert json.loads(cli.stdout)["unresolved"] == strict
+
+
+def test_check_with_allow_missing_accepts_keys_without_a_source() -> None:
+    args = [
+        "check",
+        "--old",
+        FIXTURES / "ffm_v1",
+        "--new-graph",
+        FIXTURES / "ffm_v2" / "graph.pbtxt",
+    ]
+    assert run(*args).exit_code == 1
+    assert run(*args, "--allow-missing").exit_code == 0
