@@ -53,6 +53,22 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 
+def _declare(writer: BundleWriter, tensor: TensorPlan) -> None:
+    """Add the full entry of a tensor written as slices (its data come piece by piece)."""
+    if tensor.sliced:
+        writer.add_sliced(
+            tensor.key,
+            dtype=tensor.dtype,
+            full_shape=tensor.shape,
+            slices=[p.slice for p in tensor.pieces if p.slice is not None],
+        )
+
+
+def _piece_key(tensor: TensorPlan, piece: PiecePlan) -> str:
+    """The index key of one stored piece: the slice key, or the tensor's key."""
+    return slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+
+
 class RemapPlanLike(Protocol):
     """What the store path needs of a plan (``ckptmap.remap.RemapPlan``)."""
 
@@ -315,15 +331,9 @@ def write_tensor(
     """Write one output tensor's pieces; return the bytes written."""
     written = 0
     crcs.prepare(tensor)
-    if tensor.sliced:
-        writer.add_sliced(
-            tensor.key,
-            dtype=tensor.dtype,
-            full_shape=tensor.shape,
-            slices=[p.slice for p in tensor.pieces if p.slice is not None],
-        )
+    _declare(writer, tensor)
     for piece in tensor.pieces:
-        out_key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+        out_key = _piece_key(tensor, piece)
         if linker is not None and _link_piece(writer, ckpt, tensor, piece, out_key, linker, crcs):
             if progress is not None:
                 progress(piece.nbytes)
@@ -391,20 +401,14 @@ def write_remote_tensor(
     are assembled with numpy from the decoded old pieces (checked with
     ``verify``).
     """
-    if tensor.sliced:
-        writer.add_sliced(
-            tensor.key,
-            dtype=tensor.dtype,
-            full_shape=tensor.shape,
-            slices=[p.slice for p in tensor.pieces if p.slice is not None],
-        )
+    _declare(writer, tensor)
     stored = source_pieces(tensor.shape, ckpt.specs()[tensor.source].slices)
     entries = [_stored_entry(ckpt, tensor.source, src) for src in stored]
     raw = dict(zip(stored, ckpt.fetch(entries), strict=True))
     arrays: dict[SourcePiece, np.ndarray] = {}
     written = 0
     for piece in tensor.pieces:
-        out_key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+        out_key = _piece_key(tensor, piece)
         if piece.method is Method.COPY and piece.source is not None:
             entry = _stored_entry(ckpt, tensor.source, piece.source)
             writer.add_bytes(
@@ -484,15 +488,9 @@ def execute_from_store(plan: RemapPlanLike, writer: BundleWriter, progress: Prog
     written = 0
     with open_source(location_text(plan.old_prefix)) as store:
         for tensor in plan.tensors:
-            if tensor.sliced:
-                writer.add_sliced(
-                    tensor.key,
-                    dtype=tensor.dtype,
-                    full_shape=tensor.shape,
-                    slices=[p.slice for p in tensor.pieces if p.slice is not None],
-                )
+            _declare(writer, tensor)
             for piece in tensor.pieces:
-                key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
+                key = _piece_key(tensor, piece)
                 array = store.read_box(tensor.source, box_of(piece.slice, tensor.shape))
                 writer.add_array(key, array, dtype=tensor.dtype)
                 written += piece.nbytes
