@@ -206,21 +206,36 @@ def _first_overlap(boxes: Sequence[Box]) -> tuple[int, int] | None:
     return None
 
 
-def _check_tiling(specs: Sequence[SliceSpec], full_shape: tuple[int, ...]) -> None:
-    """Raise unless ``specs`` cover ``full_shape`` exactly once."""
+def check_tiling(specs: Sequence[SliceSpec], full_shape: Sequence[int]) -> None:
+    """Raise unless ``specs`` cover a tensor of ``full_shape`` exactly once.
+
+    The one tiling check of the code base: readers (an index's slices), graph
+    readers (a saver's slices) and the partition plans all call it, and add
+    where the slices came from to the message.
+
+    >>> check_tiling([SliceSpec.parse("4 0,2"), SliceSpec.parse("4 3,1")], (4,))
+    Traceback (most recent call last):
+    ...
+    ckptmap.split.PartitionError: slices cover 3 of the 4 elements of a tensor of shape [4] (a slice is missing)
+
+    Raises:
+        SliceSpecError: if a slice belongs to a tensor of another shape.
+        PartitionError: if two slices overlap or the slices leave a gap.
+    """
+    shape = tuple(int(d) for d in full_shape)
     for spec in specs:
-        _check_full_shape(spec, full_shape, "slice")
+        _check_full_shape(spec, shape, "slice")
     boxes = [slice_box(s) for s in specs]
     pair = _first_overlap(boxes)
     if pair is not None:
         a, b = (specs[i].format() for i in pair)
         raise PartitionError(f"slices {a!r} and {b!r} overlap (each element must be stored once)")
     covered = sum(_volume(b) for b in boxes)
-    total = _volume(tuple((0, d) for d in full_shape))
+    total = _volume(tuple((0, d) for d in shape))
     if covered != total:
         raise PartitionError(
             f"slices cover {covered} of the {total} elements of a tensor of shape"
-            f" {list(full_shape)} (a slice is missing)"
+            f" {list(shape)} (a slice is missing)"
         )
 
 
@@ -258,7 +273,7 @@ def _check_parts(
                 f"slice {spec.format()!r} has dtype {arr.dtype}, other slices {dtype}"
                 " (all slices of a tensor share one dtype)"
             )
-    _check_tiling([spec for spec, _ in parts], full_shape)
+    check_tiling([spec for spec, _ in parts], full_shape)
     return dtype
 
 
