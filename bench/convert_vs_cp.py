@@ -46,8 +46,8 @@ _VERIFY = """
 import sys
 import numpy as np
 from ckptmap.readers.tf_bundle import open_checkpoint
-from ckptmap.readers.zarr_store import open_source
-with open_checkpoint(sys.argv[1]) as ckpt, open_source(sys.argv[2]) as store:
+from ckptmap.readers.zarr_store import open_store
+with open_checkpoint(sys.argv[1]) as ckpt, open_store(sys.argv[2]) as store:
     assert store.specs() == ckpt.specs(), "specs differ"
     for key in ckpt.keys():
         np.testing.assert_array_equal(store.read(key), ckpt.read(key), err_msg=key)

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.errors import MissingInputError, TensorNotFoundError, UsageError
+from ckptmap.errors import UsageError
 from ckptmap.readers.assets import Asset
-from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
+from ckptmap.readers.source import Source, can_copy_bytes, open_source
 from ckptmap.storage import IoCounter, location_text, measure_io
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
+    from ckptmap.spec import TensorSpec
 
 STATS_CHUNK_ELEMENTS = 1 << 20  # statistics are computed in float64 chunks of this many values
 _PACKED_INTEGERS = frozenset({"int4", "uint4", "int2", "uint2"})  # ml_dtypes integers (kind "V")
@@ -224,43 +227,41 @@ def inspect_checkpoint(
     if tensor is not None and filter is not None:
         raise UsageError("choose either a tensor or a filter, not both")
     pattern = _compile(filter)
-    with measure_io() as io:  # counts the index fetched at a URL too
-        try:
-            opened = open_checkpoint(path, step=step)
-        except MissingInputError:
-            from ckptmap.readers.zarr_store import is_zarr_store
-
-            if not is_zarr_store(path):
-                raise
-            return _inspect_store(path, stats=stats, verify=verify, pattern=pattern, tensor=tensor)
-        with opened as ckpt:
-            if verify:
-                ckpt.verify()
-            if tensor is not None:
-                ckpt.entry(tensor)  # raises TensorNotFoundError with a suggestion
-                keys = [tensor]
-            else:
-                listed = ckpt.keys()
-                keys = [k for k in listed if pattern is None or pattern.search(k)]
+    with measure_io() as io, open_source(path, step=step) as source:  # counts the index too
+        if verify:
+            source.verify()
+        if tensor is not None:
+            source.slices(tensor)  # raises TensorNotFoundError with a suggestion
+            keys = [tensor]
+        else:
+            keys = [k for k in source if pattern is None or pattern.search(k)]
+        if can_copy_bytes(source):
             shards = tuple(
-                ShardInfo(ckpt.shard_path(i), ckpt.shard_size(i)) for i in range(ckpt.num_shards)
+                ShardInfo(source.shard_path(i), source.shard_size(i))
+                for i in range(source.num_shards)
             )
-            infos = tuple(_describe(ckpt, key, stats=stats) for key in keys)
-            values = ckpt.read(tensor) if tensor is not None else None
-            return InspectReport(
-                prefix=ckpt.prefix,
-                index=ckpt.index_path,
-                num_shards=ckpt.num_shards,
-                shards=shards,
-                byte_order=ckpt.byte_order,
-                tensors=infos,
-                assets=tuple(ckpt.assets),
-                with_stats=stats,
-                verified=verify,
-                values=values,
-                url=ckpt.url,
-                io=io,
-            )
+            infos = tuple(_describe(source, key, stats=stats) for key in keys)
+            prefix, index = source.prefix, source.index_path
+        else:
+            shards = ()
+            specs = source.specs()
+            infos = tuple(_describe_array(source, specs[key], stats=stats) for key in keys)
+            prefix, index = Path(source.url), Path(source.where)
+        return InspectReport(
+            prefix=prefix,
+            index=index,
+            num_shards=len(shards),
+            shards=shards,
+            byte_order=source.byte_order,
+            tensors=infos,
+            assets=tuple(source.assets),
+            with_stats=stats,
+            verified=verify,
+            values=source.read(tensor) if tensor is not None else None,
+            url=source.url,
+            io=io,
+            format=source.format,
+        )
 
 
 def _compile(filter: str | None) -> re.Pattern[str] | None:
@@ -363,63 +364,17 @@ def _chunks(flat: np.ndarray) -> Iterable[np.ndarray]:
         yield flat[start : start + STATS_CHUNK_ELEMENTS]
 
 
-def _inspect_store(
-    path: str | os.PathLike[str],
-    *,
-    stats: bool,
-    verify: bool,
-    pattern: re.Pattern[str] | None,
-    tensor: str | None,
-) -> InspectReport:
-    """The report of a zarr3 store written by ``ckptmap convert``.
-
-    A store has no index, shards or CRC32C: it lists its keys with their
-    original dtypes, shapes and slice layout, and reads values as arrays.
-    """
-    from ckptmap.readers.zarr_store import open_source
-
-    if verify:
-        raise UsageError(
-            f"{path}: --verify checks the CRC32C of a TensorFlow checkpoint; a zarr store "
-            "has none (inspect the checkpoint it was converted from)"
-        )
-    with measure_io() as io, open_source(path) as store:
-        specs = store.specs()
-        if tensor is not None:
-            if tensor not in specs:
-                raise TensorNotFoundError(path, tensor, f"no tensor {tensor!r} in this store")
-            keys = [tensor]
-        else:
-            keys = [k for k in specs if pattern is None or pattern.search(k)]
-        infos = []
-        for key in keys:
-            spec = specs[key]
-            infos.append(
-                TensorInfo(
-                    name=key,
-                    dtype=spec.dtype.name,
-                    shape=spec.shape,
-                    nbytes=math.prod(spec.shape) * spec.dtype.itemsize,
-                    shard=None,
-                    slices=tuple(s.format() for s in spec.slices),
-                    stats=_array_stats(store.read(key), spec.dtype.name) if stats else None,
-                )
-            )
-        where = Path(store.path)
-        return InspectReport(
-            prefix=where,
-            index=where / "zarr.json",
-            num_shards=0,
-            shards=(),
-            byte_order="<",
-            tensors=tuple(infos),
-            assets=(),
-            with_stats=stats,
-            values=store.read(tensor) if tensor is not None else None,
-            url=store.path,
-            io=io,
-            format="zarr3",
-        )
+def _describe_array(source: Source, spec: TensorSpec, *, stats: bool) -> TensorInfo:
+    """A tensor of a source without stored bytes (a zarr3 store): its spec, read as an array."""
+    return TensorInfo(
+        name=spec.key,
+        dtype=spec.dtype.name,
+        shape=spec.shape,
+        nbytes=math.prod(spec.shape) * spec.dtype.itemsize,
+        shard=None,
+        slices=tuple(s.format() for s in spec.slices),
+        stats=_array_stats(source.read(spec.key), spec.dtype.name) if stats else None,
+    )
 
 
 def _array_stats(values: np.ndarray, dtype_name: str) -> TensorStats | None:

@@ -36,7 +36,7 @@ from ckptmap.readers.zarr_store import (
     array_path,
     array_paths,
     is_zarr_store,
-    open_source,
+    open_store,
     shared_context,
 )
 
@@ -113,7 +113,7 @@ def _check_store(golden: Golden, root: str | Path, ocdbt: bool) -> None:
             assert meta["slices"] == [s.format() for s in spec.slices]
             assert meta["source"] == str(ckpt.prefix)
     with (
-        open_source(root if isinstance(root, str) else root) as store,
+        open_store(root if isinstance(root, str) else root) as store,
         open_checkpoint(golden.prefix) as ckpt,
     ):
         assert store.keys() == ckpt.keys()
@@ -157,7 +157,7 @@ def test_memory_url_store(ocdbt: bool) -> None:
     with pytest.raises(OutputExistsError, match="a store already exists here"):
         convert(golden.prefix, url, ocdbt=ocdbt)
     convert(FIXTURES / "ffm_v1", url, ocdbt=ocdbt, force=True)
-    with open_source(url) as replaced:
+    with open_store(url) as replaced:
         assert "ffm/bias_net/w" in replaced
 
 
@@ -174,7 +174,7 @@ def test_small_chunks_and_blocks_give_the_same_values(tmp_path: Path) -> None:
 def test_sub_box_reads(tmp_path: Path) -> None:
     out = tmp_path / "zoo"
     convert(FIXTURES / "dtype_zoo" / "zoo", out)
-    with open_checkpoint(FIXTURES / "dtype_zoo" / "zoo") as ckpt, open_source(out) as store:
+    with open_checkpoint(FIXTURES / "dtype_zoo" / "zoo") as ckpt, open_store(out) as store:
         for key in ("sliced/rows", "sliced/cols", "string_2d"):
             full = ckpt.read(key)
             for spec in ckpt.specs()[key].slices:
@@ -277,7 +277,7 @@ def test_cli_writes_a_store_and_reports_json(tmp_path: Path) -> None:
     assert doc["ocdbt"] is False
     assert doc["paths"]["ffm/embeddings"] == "ffm.embeddings"
     assert doc["store_bytes"] > doc["tensor_bytes"] > 0
-    assert open_source(out).keys() == open_checkpoint(FIXTURES / "ffm_v1").keys()
+    assert open_store(out).keys() == open_checkpoint(FIXTURES / "ffm_v1").keys()
 
 
 def test_cli_refuses_an_existing_output_without_force(tmp_path: Path) -> None:
@@ -334,7 +334,7 @@ def test_missing_array_in_a_store_is_an_input_error(tmp_path: Path) -> None:
     out = tmp_path / "v1.zarr"
     convert(FIXTURES / "ffm_v1", out)
     shutil.rmtree(out / "ffm.embeddings")
-    with open_source(out) as store:
+    with open_store(out) as store:
         assert store.read("global_step") == 100
         with pytest.raises(MissingInputError) as info:
             store.read("ffm/embeddings")
@@ -351,7 +351,7 @@ def test_a_store_without_manifest_is_not_opened(tmp_path: Path) -> None:
     (out / "zarr.json").unlink()
     assert not is_zarr_store(out)
     with pytest.raises(MissingInputError, match="no zarr.json at its root"):
-        open_source(out)
+        open_store(out)
 
 
 def test_an_interrupted_url_store_is_reported_incomplete() -> None:
@@ -360,13 +360,13 @@ def test_an_interrupted_url_store_is_reported_incomplete() -> None:
     store.write("ckptmap-incomplete", b"x").result()
     store.write("a/zarr.json", b"{}").result()
     with pytest.raises(InputError, match="the store is incomplete") as info:
-        open_source(url)
+        open_store(url)
     assert exit_code_for(info.value) == 3
     with pytest.raises(OutputExistsError, match="interrupted conversion"):
         convert(FIXTURES / "ffm_v1", url)
     convert(FIXTURES / "ffm_v1", url, force=True)
     assert store.read("a/zarr.json").result().state == "missing"
-    assert open_source(url).read("global_step") == 100
+    assert open_store(url).read("global_step") == 100
 
 
 def test_a_corrupt_checkpoint_leaves_nothing_behind(tmp_path: Path, fixture_copy: Any) -> None:
@@ -391,7 +391,7 @@ def _rebuild_checkpoint(store_path: Path, prefix: Path) -> None:
     """Write a TF checkpoint from a store: full entries, and slices as originally laid out."""
     from ckptmap.writers import BundleWriter, slice_entry_key
 
-    with open_source(store_path) as store, BundleWriter(prefix) as writer:
+    with open_store(store_path) as store, BundleWriter(prefix) as writer:
         for key, spec in store.specs().items():
             if spec.slices:
                 writer.add_sliced(key, dtype=spec.dtype, full_shape=spec.shape, slices=spec.slices)

@@ -21,7 +21,7 @@ import math
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,9 +42,17 @@ from ckptmap.errors import (
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._table import Table, crc32c_of, decode_index, read_table
 from ckptmap.readers.assets import Asset, list_assets, list_remote_assets
+from ckptmap.readers.source import check_box
 from ckptmap.readers.state import locate_checkpoint, locate_remote_checkpoint
 from ckptmap.spec import TensorSpec
-from ckptmap.split import SliceSpec
+from ckptmap.split import (
+    PartitionError,
+    SliceSpec,
+    SliceSpecError,
+    box_of,
+    check_tiling,
+    intersect,
+)
 from ckptmap.storage import LocalLocation, Location, RangeError, is_url, location_text
 
 if TYPE_CHECKING:
@@ -153,16 +161,24 @@ def _open_remote(url: str, step: int | None) -> Checkpoint:
 class Checkpoint:
     """An open V2 checkpoint: its index, decoded lazily, and its shards, mapped lazily.
 
+    It is a :class:`ckptmap.readers.source.Source`, and the one whose stored
+    bytes can be copied as they are (entries, shards, byte ranges).
+
     Attributes:
+        format: ``"tf"``.
         prefix: the checkpoint prefix (``.../model.ckpt-100``); for a
             checkpoint at a URL, the URL as a path (``url`` is the exact text).
         url: the prefix as the user would write it (a path or a URL).
+        where: the ``.index`` file as the user would write it.
+        name: the prefix's file name (``model.ckpt-100``).
         location: the folder of the checkpoint's files (local, or a URL).
         index_path: ``<prefix>.index``.
         num_shards: the number of data files.
         byte_order: ``"<"`` or ``">"``, the byte order of numeric data (§5.4).
         assets: the non-tensor files that travel with the checkpoint.
     """
+
+    format = "tf"
 
     def __init__(
         self,
@@ -179,6 +195,8 @@ class Checkpoint:
         self.url = self.location.where(self._name) if self._remote else str(prefix)
         self.index_path = table.path
         self._index_where = table_where(self.location, self._name, table, remote=self._remote)
+        self.where = self._index_where
+        self.name = self._name
         self._values = dict(zip(table.keys, table.values, strict=True))
         header = self._decode_header(table)
         self.num_shards: int = header.num_shards
@@ -191,6 +209,7 @@ class Checkpoint:
         self._entries: dict[bytes, TensorEntry] = {}
         self._slice_cache: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
         self._slice_names: dict[bytes, str] = {}  # slice key -> "'key' (slice spec)"
+        self._tiled: set[str] = set()  # partitioned keys whose slices tile them
         self._shards: dict[int, memoryview] = {}
         self._shard_sizes: dict[int, int] = {}
         self._maps: list[mmap.mmap] = []
@@ -400,6 +419,14 @@ class Checkpoint:
         self._slice_cache[key] = tuple(parts)
         return parts
 
+    def slices(self, key: str) -> tuple[SliceSpec, ...]:
+        """The stored slices of ``key`` (empty when it is stored whole).
+
+        Raises:
+            TensorNotFoundError: if there is no such tensor.
+        """
+        return self.entry(key).slices
+
     # -- the data ----------------------------------------------------------
 
     def shard_path(self, shard_id: int) -> Path:
@@ -595,6 +622,43 @@ class Checkpoint:
         out.flags.writeable = False
         return out
 
+    def read_box(
+        self, key: str, box: Sequence[tuple[int, int]], *, verify: bool = False
+    ) -> np.ndarray:
+        """The part ``[start, stop)`` per axis of ``key``, reading only the slices it touches.
+
+        Raises:
+            TensorNotFoundError: if there is no such tensor.
+            UsageError: if the box does not fit the tensor's shape.
+            MissingInputError: if a shard file is missing.
+            CorruptCheckpointError: on bad offsets, sizes, CRCs, or slices that
+                do not tile the tensor.
+        """
+        import numpy as np
+
+        entry = self.entry(key)
+        wanted = check_box(key, box, entry.shape)
+        if not entry.slices:
+            whole = self.read_slice_entry(entry, verify=verify)
+            return whole[tuple(slice(a, b) for a, b in wanted)]
+        parts = self.slice_entries(key)
+        self._check_tiling(entry, [spec for spec, _ in parts])
+        touched = []
+        for spec, part in parts:
+            own = box_of(spec, entry.shape)
+            shared = intersect(own, wanted)
+            if shared is not None:
+                touched.append((own, shared, part))
+        views = self.fetch([part for _, _, part in touched])
+        out = np.empty(tuple(b - a for a, b in wanted), dtype=entry.dtype.numpy)
+        for (own, shared, part), view in zip(touched, views, strict=True):
+            values = self._decode_bytes(part, view, verify=verify)
+            src = tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(shared, own, strict=True))
+            dst = tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(shared, wanted, strict=True))
+            out[dst] = values[src]
+        out.flags.writeable = False
+        return out
+
     def read_slice_entry(self, entry: TensorEntry, *, verify: bool = False) -> np.ndarray:
         """The tensor stored under one entry (a whole tensor or one stored slice).
 
@@ -778,18 +842,14 @@ class Checkpoint:
             self._check_crc(entry, crc32c_of(view))
 
     def _check_tiling(self, entry: TensorEntry, specs: list[SliceSpec]) -> None:
-        """Require the slices to cover the tensor exactly once (disjoint, full volume)."""
-        where = f"tensor {entry.key!r}"
-        total = entry.num_elements
-        covered = sum(math.prod(spec.shape) for spec in specs)
-        pair = _first_overlap(specs)
-        if pair is not None:
-            raise self._corrupt(f"{where}: slices {pair[0]} and {pair[1]} overlap")
-        if covered != total:
-            raise self._corrupt(
-                f"{where}: its slices cover {covered} of its {total} elements, "
-                "but a partitioned tensor needs all of them"
-            )
+        """Require the slices to cover the tensor exactly once (checked once per tensor)."""
+        if entry.key in self._tiled:
+            return
+        try:
+            check_tiling(specs, entry.shape)
+        except (PartitionError, SliceSpecError) as err:
+            raise self._corrupt(f"tensor {entry.key!r}: {err}") from None
+        self._tiled.add(entry.key)
 
     # -- lifetime ----------------------------------------------------------
 
@@ -824,39 +884,3 @@ class Checkpoint:
 def table_where(location: Location, name: str, table: Table, *, remote: bool) -> str:
     """The index file of a checkpoint as the user would write it, for messages."""
     return location.where(name + ".index") if remote else str(table.path)
-
-
-_NUMPY_OVERLAP_CHECK = 64  # slices above which the pairwise check is vectorised
-
-
-def _first_overlap(specs: list[SliceSpec]) -> tuple[SliceSpec, SliceSpec] | None:
-    """The first pair of slices sharing an element, or ``None``."""
-    boxes = [
-        tuple(
-            zip(
-                spec.starts,
-                (s + n for s, n in zip(spec.starts, spec.shape, strict=True)),
-                strict=True,
-            )
-        )
-        for spec in specs
-    ]
-    if len(specs) <= _NUMPY_OVERLAP_CHECK:  # small: no numpy import just to list
-        for i, a in enumerate(boxes):
-            for j in range(i + 1, len(boxes)):
-                if all(
-                    max(a0, b0) < min(a1, b1)
-                    for (a0, a1), (b0, b1) in zip(a, boxes[j], strict=True)
-                ):
-                    return specs[i], specs[j]
-        return None
-    import numpy as np
-
-    rank = len(specs[0].shape)
-    lo = np.array([spec.starts for spec in specs], dtype=np.int64).reshape(len(specs), rank)
-    hi = lo + np.array([spec.shape for spec in specs], dtype=np.int64).reshape(len(specs), rank)
-    for i in range(len(specs) - 1):
-        overlap = np.all((lo[i] < hi[i + 1 :]) & (lo[i + 1 :] < hi[i]), axis=1)
-        if overlap.any():
-            return specs[i], specs[i + 1 + int(np.argmax(overlap))]
-    return None

@@ -20,7 +20,7 @@ The store is a local folder (optionally an OCDBT database: a folder holding
 store is opened.
 
 Example:
-    >>> with open_source("out/model.zarr") as ckpt:  # doctest: +SKIP
+    >>> with open_store("out/model.zarr") as ckpt:  # doctest: +SKIP
     ...     ckpt.read("dense/kernel").shape
     (64, 32)
 """
@@ -46,11 +46,14 @@ from ckptmap.errors import (
     TensorNotFoundError,
     UsageError,
 )
+from ckptmap.readers.source import check_box
 from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ckptmap.readers.assets import Asset
 
 __all__ = [
     "FORMAT",
@@ -63,7 +66,7 @@ __all__ = [
     "array_path",
     "array_paths",
     "is_zarr_store",
-    "open_source",
+    "open_store",
     "store_location",
 ]
 
@@ -269,7 +272,7 @@ def is_zarr_store(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def open_source(path: str | os.PathLike[str]) -> ZarrCheckpoint:
+def open_store(path: str | os.PathLike[str]) -> ZarrCheckpoint:
     """Open a store written by ``ckptmap convert``, reading only its manifest.
 
     Args:
@@ -277,8 +280,7 @@ def open_source(path: str | os.PathLike[str]) -> ZarrCheckpoint:
             URL; OCDBT stores are recognised by their ``manifest.ocdbt``.
 
     Returns:
-        The open store, with the listing surface of
-        :class:`ckptmap.readers.tf_bundle.Checkpoint`.
+        The open store, a :class:`ckptmap.readers.source.Source`.
 
     Raises:
         MissingInputError: if there is no store at ``path``.
@@ -403,21 +405,27 @@ def _parse_entry(entry: dict[str, Any]) -> ZarrArrayInfo:
 
 
 class ZarrCheckpoint:
-    """An open store written by ``ckptmap convert``.
+    """An open store written by ``ckptmap convert``: a :class:`ckptmap.readers.source.Source`.
 
-    It offers the listing and reading surface of
-    :class:`ckptmap.readers.tf_bundle.Checkpoint`: :meth:`keys`, :meth:`specs`
-    (with the original slice layout), :meth:`read`, plus :meth:`read_box` and
-    :meth:`read_slice` for parts of a tensor.
+    Its specs carry the original checkpoint's slice layout; every tensor is
+    one array, so :meth:`read_box` reads only the chunks a box touches. A
+    store keeps no checksums and no assets.
 
     Attributes:
+        format: ``"zarr3"``.
         location: where the store lives.
         source: the checkpoint it was converted from (as recorded).
+        byte_order: ``"<"``: arrays come back in native little-endian order.
+        assets: always empty.
     """
+
+    format = "zarr3"
+    byte_order = "<"
 
     def __init__(self, location: StoreLocation, arrays: dict[str, ZarrArrayInfo]) -> None:
         self.location = location
         self.source = ""
+        self.assets: list[Asset] = []
         self._context = shared_context()
         self._arrays = dict(
             sorted(arrays.items(), key=lambda item: item[0].encode("utf-8", "surrogateescape"))
@@ -428,6 +436,21 @@ class ZarrCheckpoint:
     def path(self) -> str:
         """The store's location as given."""
         return self.location.text
+
+    @property
+    def url(self) -> str:
+        """The store's location as given (a local path or a URL)."""
+        return self.location.text
+
+    @property
+    def where(self) -> str:
+        """The root ``zarr.json``, which holds the manifest."""
+        return f"{self.location.text}/{ROOT_METADATA}"
+
+    @property
+    def name(self) -> str:
+        """The file name of the checkpoint the store was converted from (``""`` if unknown)."""
+        return Path(self.source).name if self.source else ""
 
     def keys(self) -> list[str]:
         """The keys, sorted as unsigned bytes like TensorFlow."""
@@ -464,6 +487,25 @@ class ZarrCheckpoint:
             for key, info in self._arrays.items()
         }
 
+    def slices(self, key: str) -> tuple[SliceSpec, ...]:
+        """The slice layout ``key`` had in the original checkpoint (empty: stored whole).
+
+        Raises:
+            TensorNotFoundError: if there is no such key.
+        """
+        return self.info(key).slices
+
+    def verify(self) -> list[str]:
+        """Refuse: a store keeps no checksums to verify.
+
+        Raises:
+            UsageError: always.
+        """
+        raise UsageError(
+            f"{self.location.text}: --verify checks the CRC32C of a TensorFlow checkpoint; "
+            "a zarr store has none (inspect the checkpoint it was converted from)"
+        )
+
     # -- data ------------------------------------------------------------------
 
     def read(self, key: str) -> np.ndarray:
@@ -498,15 +540,13 @@ class ZarrCheckpoint:
             CorruptCheckpointError: if the array disagrees with the manifest.
         """
         info = self.info(key)
-        box = tuple((int(a), int(b)) for a, b in box)
-        if len(box) != len(info.shape) or any(
-            not 0 <= a <= b <= d for (a, b), d in zip(box, info.shape, strict=True)
-        ):
-            raise UsageError(f"box {list(box)} does not fit {key!r} of shape {list(info.shape)}")
+        wanted = check_box(key, box, info.shape)
         if info.storage == STORAGE_STRINGS:
-            return self._read_strings(info, box)
+            return self._read_strings(info, wanted)
         array = self._open_array(info, info.path)
-        data: np.ndarray = _run(array[tuple(slice(a, b) for a, b in box)].read(), self._where(info))
+        data: np.ndarray = _run(
+            array[tuple(slice(a, b) for a, b in wanted)].read(), self._where(info)
+        )
         if info.storage == STORAGE_BYTES:
             data = data.view(info.dtype.numpy)
         data.flags.writeable = False

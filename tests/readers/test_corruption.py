@@ -295,8 +295,8 @@ CASES = [
             lambda d: rewrite_entry(d / "zoo.index", b"sliced/rows", _drop_last_slice),
             CorruptCheckpointError,
             lambda d: (
-                f"{d / 'zoo.index'}: tensor 'sliced/rows': its slices cover 28 of its 40 "
-                f"elements, but a partitioned tensor needs all of them ({FIX_INDEX})"
+                f"{d / 'zoo.index'}: tensor 'sliced/rows': slices cover 28 of the 40 "
+                f"elements of a tensor of shape [10, 4] (a slice is missing) ({FIX_INDEX})"
             ),
         ),
         id="incomplete-slices",
@@ -307,8 +307,8 @@ CASES = [
             lambda d: rewrite_entry(d / "zoo.index", b"sliced/rows", _repeat_first_slice),
             CorruptCheckpointError,
             lambda d: (
-                f"{d / 'zoo.index'}: tensor 'sliced/rows': slices 10 4 0,4:0,4 and "
-                f"10 4 0,4:0,4 overlap ({FIX_INDEX})"
+                f"{d / 'zoo.index'}: tensor 'sliced/rows': slices '10 4 0,4:0,4' and "
+                f"'10 4 0,4:0,4' overlap (each element must be stored once) ({FIX_INDEX})"
             ),
         ),
         id="overlapping-slices",
