@@ -28,8 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +35,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.dtypes import DType, dtype_from_name
 from ckptmap.errors import (
     CkptmapError,
     CorruptCheckpointError,
@@ -45,6 +42,19 @@ from ckptmap.errors import (
     MissingInputError,
     TensorNotFoundError,
     UsageError,
+)
+from ckptmap.formats.zarr_layout import (
+    FIX_STORE,
+    INCOMPLETE_MARKER,
+    OCDBT_MANIFEST,
+    ROOT_METADATA,
+    STORAGE_BYTES,
+    STORAGE_STRINGS,
+    STRING_DATA,
+    STRING_LENGTHS,
+    ZarrArrayInfo,
+    expected_layout,
+    parse_manifest,
 )
 from ckptmap.readers.source import check_box
 from ckptmap.spec import TensorSpec
@@ -56,34 +66,13 @@ if TYPE_CHECKING:
     from ckptmap.readers.assets import Asset
 
 __all__ = [
-    "FORMAT",
-    "INCOMPLETE_MARKER",
-    "OCDBT_MANIFEST",
-    "ROOT_METADATA",
     "StoreLocation",
-    "ZarrArrayInfo",
     "ZarrCheckpoint",
-    "array_path",
-    "array_paths",
     "is_zarr_store",
     "open_store",
     "store_location",
 ]
 
-FORMAT = "ckptmap-zarr3/1"  # attributes["ckptmap"]["format"] of the root group
-ROOT_METADATA = "zarr.json"  # zarr v3: a node's metadata document
-OCDBT_MANIFEST = "manifest.ocdbt"  # the file at the root of an OCDBT database
-INCOMPLETE_MARKER = "ckptmap-incomplete"  # written first, removed after the manifest
-STORAGE_NATIVE = "native"
-STORAGE_BYTES = "bytes"
-STORAGE_STRINGS = "strings"
-STRING_LENGTHS = "lengths"
-STRING_DATA = "data"
-MAX_NAME_BYTES = 200  # node names stay well below the 255-byte file-name limit
-_HASH_CHARS = 16
-_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-_RESERVED = frozenset({ROOT_METADATA, OCDBT_MANIFEST, INCOMPLETE_MARKER, "c", "d"})
-_FIX_STORE = "the store is damaged or was not written by `ckptmap convert`; convert again"
 _CONTEXT: Any = None
 
 
@@ -100,61 +89,6 @@ def shared_context() -> Any:
     if _CONTEXT is None:
         _CONTEXT = ts.Context()
     return ts.Context(ts.Context.Spec({"cache_pool": {}}), parent=_CONTEXT)
-
-
-# -- node paths ------------------------------------------------------------------
-
-
-def _key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:_HASH_CHARS]
-
-
-def array_path(key: str) -> str:
-    """The node name of ``key`` before collisions are resolved (:func:`array_paths`).
-
-    ``/`` becomes ``.``; every byte outside ``[A-Za-z0-9_-]`` (``.`` and ``%``
-    included) becomes ``%XX``, so the name is a single, portable path
-    component. A name longer than ``MAX_NAME_BYTES`` is cut and ends in ``~``
-    and a hash of the key.
-
-    Example:
-        >>> array_path("ffm/dense_1/kernel/Adam")
-        'ffm.dense_1.kernel.Adam'
-        >>> array_path("a.b/c d")
-        'a%2Eb.c%20d'
-    """
-    out: list[str] = []
-    for byte in key.encode("utf-8", "surrogateescape"):
-        if byte in _SAFE:
-            out.append(chr(byte))
-        elif byte == 0x2F:  # "/"
-            out.append(".")
-        else:
-            out.append(f"%{byte:02X}")
-    name = "".join(out)
-    if name.startswith(".") or name.startswith("__"):  # hidden, or reserved by zarr
-        first = "%2F" if name[0] == "." else "%5F"
-        name = first + name[1:]
-    if len(name) > MAX_NAME_BYTES or name in _RESERVED:
-        name = f"{name[: MAX_NAME_BYTES - _HASH_CHARS - 1]}~{_key_hash(key)}"
-    return name
-
-
-def array_paths(keys: Sequence[str]) -> dict[str, str]:
-    """The node name of every key: :func:`array_path`, made unique ignoring case.
-
-    Keys whose names differ only in case (``case/Kernel``, ``case/kernel``)
-    all get ``~`` and a hash of the key appended, so a case-insensitive file
-    system keeps them apart.
-    """
-    names = {key: array_path(key) for key in keys}
-    folded: dict[str, int] = {}
-    for name in names.values():
-        folded[name.lower()] = folded.get(name.lower(), 0) + 1
-    return {
-        key: name if folded[name.lower()] == 1 else f"{name}~{_key_hash(key)}"
-        for key, name in names.items()
-    }
 
 
 # -- where a store lives -----------------------------------------------------------
@@ -231,27 +165,6 @@ def local_kvstore(folder: Path) -> dict[str, Any]:
 # -- the reader -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ZarrArrayInfo:
-    """What the manifest says about one key.
-
-    Attributes:
-        key: the checkpoint key.
-        path: the node under the store's root.
-        dtype: the TensorFlow dtype.
-        shape: the full shape.
-        slices: the slice layout of the original checkpoint (empty: not sliced).
-        storage: ``native``, ``bytes`` or ``strings`` (see the module docstring).
-    """
-
-    key: str
-    path: str
-    dtype: DType
-    shape: tuple[int, ...]
-    slices: tuple[SliceSpec, ...]
-    storage: str
-
-
 def is_zarr_store(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` looks like a store written by ``ckptmap convert``.
 
@@ -313,9 +226,9 @@ def open_store(path: str | os.PathLike[str]) -> ZarrCheckpoint:
             "no zarr store written by `ckptmap convert` here (no zarr.json at its root); "
             "check the path",
         )
-    store = ZarrCheckpoint(location, _parse_manifest(location, raw))
-    with contextlib.suppress(ValueError, AttributeError, TypeError):  # checked by _parse_manifest
-        store.source = str(json.loads(raw)["attributes"]["ckptmap"].get("source", ""))
+    manifest = parse_manifest(f"{location.text}/{ROOT_METADATA}", raw)
+    store = ZarrCheckpoint(location, manifest.arrays)
+    store.source = manifest.source
     return store
 
 
@@ -340,68 +253,6 @@ def _read_key(location: StoreLocation, key: str, context: Any = None) -> bytes |
 
 def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-def _parse_manifest(location: StoreLocation, raw: bytes) -> dict[str, ZarrArrayInfo]:
-    where = f"{location.text}/{ROOT_METADATA}"
-    try:
-        doc = json.loads(raw)
-        manifest = doc["attributes"]["ckptmap"]
-        if manifest["format"] != FORMAT:
-            raise CorruptCheckpointError(
-                where,
-                f"unknown store format {manifest['format']!r}, expected {FORMAT!r} "
-                "(upgrade ckptmap)",
-            )
-        infos = [_parse_entry(entry) for entry in manifest["arrays"]]
-    except CkptmapError as err:
-        if isinstance(err, CorruptCheckpointError):
-            raise
-        raise CorruptCheckpointError(
-            where, f"the manifest is invalid: {err} ({_FIX_STORE})"
-        ) from err
-    except (ValueError, KeyError, TypeError) as err:
-        raise CorruptCheckpointError(
-            where, f"the manifest is missing or invalid ({type(err).__name__}: {err}; {_FIX_STORE})"
-        ) from err
-    return {info.key: info for info in infos}
-
-
-def decode_key(attrs: dict[str, Any]) -> str:
-    """The key stored in a manifest entry or array attributes (``key`` or ``key_hex``)."""
-    if "key_hex" in attrs:
-        return bytes.fromhex(attrs["key_hex"]).decode("utf-8", "surrogateescape")
-    key = attrs["key"]
-    if not isinstance(key, str):
-        raise TypeError("key is not a string")
-    return key
-
-
-def encode_key(key: str) -> dict[str, str]:
-    """A key as JSON: ``{"key": ...}``, or ``{"key_hex": ...}`` for non-UTF-8 bytes."""
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return {"key_hex": key.encode("utf-8", "surrogateescape").hex()}
-    return {"key": key}
-
-
-def _parse_entry(entry: dict[str, Any]) -> ZarrArrayInfo:
-    shape = tuple(int(d) for d in entry["shape"])
-    slices = tuple(SliceSpec.parse(s) for s in entry["slices"])
-    if any(s.full_shape != shape for s in slices):
-        raise ValueError(f"a slice of {entry.get('key')!r} does not belong to shape {list(shape)}")
-    storage = entry["storage"]
-    if storage not in (STORAGE_NATIVE, STORAGE_BYTES, STORAGE_STRINGS):
-        raise ValueError(f"unknown storage {storage!r}")
-    return ZarrArrayInfo(
-        decode_key(entry),
-        str(entry["path"]),
-        dtype_from_name(entry["dtype"]),
-        shape,
-        slices,
-        storage,
-    )
 
 
 class ZarrCheckpoint:
@@ -570,20 +421,20 @@ class ZarrCheckpoint:
                     "incomplete or was modified; convert again)",
                 ) from err
             raise CorruptCheckpointError(
-                f"{self.location.text}/{path}", f"cannot open the array ({message}; {_FIX_STORE})"
+                f"{self.location.text}/{path}", f"cannot open the array ({message}; {FIX_STORE})"
             ) from err
         self._check_array(info, path, array)
         return array
 
     def _check_array(self, info: ZarrArrayInfo, path: str, array: Any) -> None:
-        expected = _expected_layout(info, path)
+        expected = expected_layout(info, path)
         actual = (tuple(int(d) for d in array.shape), array.dtype.name)
         shape = actual[0] if expected[0] is None else expected[0]  # None: any length
         if actual != (shape, expected[1]):
             raise CorruptCheckpointError(
                 f"{self.location.text}/{path}",
                 f"the array is {actual[1]} {list(actual[0])}, but the manifest says "
-                f"{expected[1]} {list(shape)} for {info.key!r} ({_FIX_STORE})",
+                f"{expected[1]} {list(shape)} for {info.key!r} ({FIX_STORE})",
             )
 
     def _read_strings(self, info: ZarrArrayInfo, box: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -596,7 +447,7 @@ class ZarrCheckpoint:
         if int(data_array.shape[0]) != (int(stops[-1]) if len(stops) else 0):
             raise CorruptCheckpointError(
                 f"{self.location.text}/{info.path}",
-                f"the string lengths of {info.key!r} do not add up to its data ({_FIX_STORE})",
+                f"the string lengths of {info.key!r} do not add up to its data ({FIX_STORE})",
             )
         blob = bytes(_run(data_array.read(), self._where(info)))
         starts = stops - lengths
@@ -625,17 +476,6 @@ class ZarrCheckpoint:
 
     def __repr__(self) -> str:
         return f"ZarrCheckpoint({self.location.text!r}, {len(self._keys)} tensors)"
-
-
-def _expected_layout(info: ZarrArrayInfo, path: str) -> tuple[tuple[int, ...] | None, str]:
-    """The shape and zarr data type the node ``path`` of ``info`` must have."""
-    if info.storage == STORAGE_STRINGS:
-        if path.endswith(f"/{STRING_LENGTHS}"):
-            return info.shape, "uint64"
-        return None, "uint8"
-    if info.storage == STORAGE_BYTES:
-        return info.shape, "uint8"
-    return info.shape, info.dtype.numpy.name
 
 
 def _run(future: Any, where: str) -> Any:
