@@ -42,6 +42,7 @@ from ckptmap.errors import (
     InputError,
     MissingInputError,
     OutputError,
+    RangeError,
     UnsupportedInputError,
     UsageError,
 )
@@ -59,26 +60,6 @@ _STATUS = re.compile(r"^(?P<code>[A-Z_]+): (?P<detail>.*)$", re.DOTALL)
 _NOISE = re.compile(r"\s*\[[a-z_]+='.*?'\]", re.DOTALL)  # tensorstore's payload annotations
 _SIZE = re.compile(r"value of size (\d+)")
 _SUPPORTED = ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES)
-
-
-class RangeError(InputError):
-    """A byte range lies (partly) past the end of a file.
-
-    Attributes:
-        where: the file.
-        size: its size when the store told it, else ``None``.
-        detail: what is wrong, without the file.
-        offset: where the range that failed starts, when known.
-    """
-
-    def __init__(
-        self, where: str, size: int | None, detail: str, offset: int | None = None
-    ) -> None:
-        self.where = where
-        self.size = size
-        self.offset = offset
-        self.detail = detail
-        super().__init__(f"{where}: {detail}")
 
 
 # -- counting ---------------------------------------------------------------------

@@ -10,11 +10,16 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES
 
-from ckptmap.errors import MissingInputError, OutputError, UnsupportedInputError, UsageError
+from ckptmap.errors import (
+    MissingInputError,
+    OutputError,
+    RangeError,
+    UnsupportedInputError,
+    UsageError,
+)
 from ckptmap.storage import (
     KvLocation,
     LocalLocation,
-    RangeError,
     _coalesce,
     is_url,
     kvstore_spec,

@@ -35,6 +35,7 @@ from ckptmap.errors import (
     CkptmapError,
     CorruptCheckpointError,
     MissingInputError,
+    RangeError,
     TensorNotFoundError,
     UnsupportedInputError,
     UsageError,
@@ -53,7 +54,7 @@ from ckptmap.split import (
     check_tiling,
     intersect,
 )
-from ckptmap.storage import LocalLocation, Location, RangeError, is_url, location_text
+from ckptmap.storage import LocalLocation, Location, is_url, location_text
 
 if TYPE_CHECKING:
     import numpy as np
