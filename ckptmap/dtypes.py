@@ -72,7 +72,6 @@ def _numpy_dtype(spec: str) -> np.dtype[Any]:
 
 DT_FLOAT = 1
 DT_STRING = 7
-DT_INT64 = 9
 DT_VARIANT = 21
 DT_RESOURCE = 20
 REF_OFFSET = 100  # DT_<x>_REF = DT_<x> + 100, only in graph op signatures

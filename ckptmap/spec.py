@@ -32,10 +32,6 @@ class TensorSpec:
     shape: tuple[int, ...]
     slices: tuple[SliceSpec, ...] = ()
 
-    @property
-    def is_partitioned(self) -> bool:
-        return bool(self.slices)
-
 
 @dataclass(frozen=True, slots=True)
 class GraphVariable:
