@@ -1,4 +1,4 @@
-"""The storage seam (ckptmap/storage.py): names, specs, local and kvstore locations."""
+"""The storage seam (ckptmap/storage/): names, specs, local and kvstore locations."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from ckptmap.errors import (
 from ckptmap.storage import (
     KvLocation,
     LocalLocation,
-    _coalesce,
     is_url,
     kvstore_spec,
     location_text,
@@ -30,6 +29,7 @@ from ckptmap.storage import (
     split_name,
     upload_files,
 )
+from ckptmap.storage.kvstore import _coalesce
 
 # -- names ------------------------------------------------------------------------
 

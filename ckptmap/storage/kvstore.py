@@ -1,0 +1,349 @@
+"""URLs through tensorstore's kvstore drivers (``file``, ``memory``, ``http(s)``, ``gs``, ``s3``).
+
+tensorstore is imported only here, and only when a URL is opened, so local
+commands never pay for it. Remote reads go by byte range; several ranges are
+requested at once (:meth:`KvLocation.read_ranges`), and every byte is counted
+by :mod:`ckptmap.storage.io`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ckptmap.errors import (
+    CkptmapError,
+    InputError,
+    MissingInputError,
+    OutputError,
+    RangeError,
+)
+from ckptmap.storage.io import count_io
+from ckptmap.storage.location import Location
+from ckptmap.storage.urls import kvstore_spec
+
+if TYPE_CHECKING:
+    import tensorstore
+
+__all__ = ["KvLocation", "translate_error", "upload_files"]
+
+READ_PART_BYTES = 64 << 20  # a longer range is fetched as concurrent parts of this size
+MAX_IN_FLIGHT_BYTES = 256 << 20  # bytes requested at once by read_ranges
+COALESCE_GAP_BYTES = 4096  # ranges this close are fetched as one request
+RETRIES = {"max_retries": 4, "initial_delay": "0.2s", "max_delay": "2s"}  # per request
+_STATUS = re.compile(r"^(?P<code>[A-Z_]+): (?P<detail>.*)$", re.DOTALL)
+_NOISE = re.compile(r"\s*\[[a-z_]+='.*?'\]", re.DOTALL)  # tensorstore's payload annotations
+_SIZE = re.compile(r"value of size (\d+)")
+
+
+_CONTEXT: tensorstore.Context | None = None
+_CONTEXT_LOCK = threading.Lock()
+
+
+def _context() -> tensorstore.Context:
+    """One tensorstore context for the process: ``memory://`` stores live as long as it does."""
+    global _CONTEXT
+    with _CONTEXT_LOCK:
+        if _CONTEXT is None:
+            import tensorstore as ts
+
+            _CONTEXT = ts.Context(
+                {
+                    "http_request_retries": RETRIES,
+                    "gcs_request_retries": RETRIES,
+                    "s3_request_retries": RETRIES,
+                }
+            )
+        return _CONTEXT
+
+
+class KvLocation(Location):
+    """A folder URL read and written through a tensorstore kvstore driver.
+
+    Reads are by byte range; a long range is fetched as concurrent parts. A
+    store that cannot tell a file's size without reading it (all of them,
+    through tensorstore) answers ``None`` from :meth:`size`.
+    """
+
+    is_local = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.spec = kvstore_spec(self.url)
+        self._store: tensorstore.KvStore | None = None
+
+    def __repr__(self) -> str:
+        return f"KvLocation({self.url!r})"
+
+    @property
+    def store(self) -> tensorstore.KvStore:
+        """The open kvstore (opened on first use)."""
+        if self._store is None:
+            import tensorstore as ts
+
+            try:
+                self._store = ts.KvStore.open(self.spec, context=_context()).result()
+            except ValueError as err:
+                raise translate_error(err, self.url) from None
+        return self._store
+
+    def where(self, name: str) -> str:
+        return self.url + name
+
+    def child(self, name: str) -> KvLocation:
+        return KvLocation(self.url + name.strip("/") + "/")
+
+    def exists(self, name: str) -> bool:
+        try:
+            result = self.store.read(name, byte_range=slice(0, 0)).result()
+        except ValueError as err:
+            raise translate_error(err, self.where(name)) from None
+        count_io(read=0)
+        return bool(result.state == "value")
+
+    def size(self, name: str) -> int | None:
+        if self.exists(name):
+            return None
+        raise MissingInputError(self.where(name), "no such file")
+
+    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        for offset, length in ranges:
+            if offset < 0 or length < 0:
+                raise RangeError(self.where(name), None, f"invalid byte range {offset}+{length}")
+        groups = _coalesce(ranges)
+        datas = self._read_spans(name, [(start, end - start) for start, end, _ in groups])
+        out: list[bytes] = [b""] * len(ranges)
+        for (start, end, members), data in zip(groups, datas, strict=True):
+            for number in members:
+                offset, length = ranges[number]
+                whole = offset == start and offset + length == end
+                out[number] = data if whole else data[offset - start : offset - start + length]
+        return out
+
+    def _read_spans(self, name: str, spans: list[tuple[int, int]]) -> list[bytes]:
+        """Read each ``(offset, length)``: long ones in parts, MAX_IN_FLIGHT_BYTES at a time."""
+        parts: list[tuple[int, int, int]] = []  # (span number, offset, length)
+        for number, (offset, length) in enumerate(spans):
+            parts.extend(
+                (number, start, min(READ_PART_BYTES, offset + length - start))
+                for start in range(offset, offset + max(length, 1), READ_PART_BYTES)
+            )
+        chunks: list[list[bytes]] = [[] for _ in spans]
+        batch: list[tuple[int, int, int]] = []
+        in_flight = 0
+        for part in parts:
+            if batch and in_flight + part[2] > MAX_IN_FLIGHT_BYTES:
+                self._fetch(name, batch, chunks)
+                batch, in_flight = [], 0
+            batch.append(part)
+            in_flight += part[2]
+        if batch:
+            self._fetch(name, batch, chunks)
+        return [c[0] if len(c) == 1 else b"".join(c) for c in chunks]
+
+    def _fetch(
+        self, name: str, batch: list[tuple[int, int, int]], chunks: list[list[bytes]]
+    ) -> None:
+        """Issue every read of ``batch`` at once, then collect them in order."""
+        where = self.where(name)
+        futures = [self.store.read(name, byte_range=slice(s, s + n)) for _, s, n in batch]
+        for (number, start, length), future in zip(batch, futures, strict=True):
+            try:
+                result = future.result()
+            except ValueError as err:
+                raise translate_error(err, where, offset=start, length=length) from None
+            value = result.value
+            count_io(read=len(value))
+            if result.state != "value":
+                raise MissingInputError(where, "no such file (not found at this URL)")
+            if len(value) > length:
+                raise InputError(_ignores_ranges(where))
+            if len(value) < length:
+                raise RangeError(
+                    where,
+                    None,
+                    f"bytes {start}..{start + length} lie past the end of the file",
+                    start,
+                )
+            chunks[number].append(value)
+
+    def read_all(self, name: str, *, max_bytes: int | None = None) -> bytes:
+        where = self.where(name)
+        try:
+            result = self.store.read(name).result()
+        except ValueError as err:
+            raise translate_error(err, where) from None
+        value: bytes = result.value
+        count_io(read=len(value))
+        if result.state != "value":
+            raise MissingInputError(where, "no such file (not found at this URL)")
+        if max_bytes is not None and len(value) > max_bytes:
+            raise InputError(f"{where}: larger than {max_bytes} bytes, too large for this file")
+        return value
+
+    def list(self, prefix: str = "") -> list[str] | None:
+        import tensorstore as ts
+
+        try:
+            if prefix:
+                keys = self.store.list(ts.KvStore.KeyRange(prefix, _prefix_end(prefix))).result()
+            else:
+                keys = self.store.list().result()
+        except NotImplementedError:
+            return None
+        except ValueError as err:
+            raise translate_error(err, self.where(prefix)) from None
+        count_io(read=0)
+        return sorted(k.decode("utf-8", "surrogateescape") for k in keys)
+
+    def write(self, name: str, data: bytes | memoryview) -> None:
+        try:
+            self.store.write(name, bytes(data)).result()
+        except ValueError as err:
+            raise translate_error(err, self.where(name), output=True) from None
+        count_io(written=len(data))
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(ValueError, NotImplementedError, CkptmapError):
+            self.store.delete_range(_key_range(name)).result()
+
+
+def upload_files(
+    location: Location,
+    files: Sequence[tuple[str, str | os.PathLike[str]]],
+    *,
+    delete_first: Sequence[str] = (),
+) -> list[str]:
+    """Copy local files into ``location`` in the order given; all or nothing.
+
+    Stores without rename cannot commit a set of files atomically; the caller
+    orders ``files`` so that the last one commits (a checkpoint's data shards,
+    then its assets, then its ``.index``, then the state file), and readers
+    ignore the rest until it exists. If any write fails, every file written
+    so far is deleted again, so nothing is left half committed.
+
+    Args:
+        location: where to write.
+        files: ``(name in location, local file)`` pairs, in commit order.
+        delete_first: names deleted before anything is written (the index of
+            a checkpoint being replaced: it must never point at new data).
+
+    Returns:
+        The names written, in order.
+
+    Raises:
+        OutputError: if a file cannot be written (naming it, and saying that
+            nothing was committed).
+    """
+    written: list[str] = []
+    for name in delete_first:
+        location.delete(name)
+    try:
+        for name, path in files:
+            try:
+                data = Path(path).read_bytes()
+            except OSError as err:
+                raise OutputError(f"{path}: cannot read the staged file ({err.strerror})") from err
+            written.append(name)
+            location.write(name, data)
+    except OutputError as err:
+        for name in reversed(written):
+            location.delete(name)
+        raise OutputError(
+            f"{err} (nothing was committed: the {len(written) - 1} file(s) written before "
+            "were deleted again)"
+        ) from None
+    return written
+
+
+def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
+    """Group ranges that touch or nearly touch into spans: ``(start, end, range numbers)``.
+
+    Tensors stored next to each other (the slices of one variable) then cost
+    one request instead of one each; a span never grows past READ_PART_BYTES.
+    """
+    groups: list[tuple[int, int, list[int]]] = []
+    for number in sorted(range(len(ranges)), key=lambda n: ranges[n][0]):
+        offset, length = ranges[number]
+        if groups:
+            start, end, members = groups[-1]
+            new_end = max(end, offset + length)
+            if offset <= end + COALESCE_GAP_BYTES and new_end - start <= READ_PART_BYTES:
+                members.append(number)
+                groups[-1] = (start, new_end, members)
+                continue
+        groups.append((offset, offset + length, [number]))
+    return groups
+
+
+def _prefix_end(prefix: str) -> str:
+    """The smallest key greater than every key starting with ``prefix``."""
+    raw = prefix.encode("utf-8", "surrogateescape")
+    return (raw[:-1] + bytes([raw[-1] + 1])).decode("utf-8", "surrogateescape") if raw else ""
+
+
+def _key_range(name: str) -> Any:
+    import tensorstore as ts
+
+    return ts.KvStore.KeyRange(name, name + "\x00")
+
+
+def _ignores_ranges(where: str) -> str:
+    return (
+        f"{where}: the server ignores HTTP byte ranges (it answered a Range request with "
+        "the whole file); serve the checkpoint from a server that supports Range requests, "
+        "or copy it to a local folder first"
+    )
+
+
+def translate_error(
+    err: Exception,
+    where: str,
+    *,
+    output: bool = False,
+    offset: int | None = None,
+    length: int | None = None,
+) -> CkptmapError:
+    """Turn a tensorstore error (a ``ValueError`` carrying an absl status) into one line.
+
+    Args:
+        err: the error tensorstore raised.
+        where: the file or folder being read or written.
+        output: the operation was a write (the error is an :class:`OutputError`).
+        offset: with ``length``, the byte range that was asked for.
+        length: see ``offset``.
+    """
+    message = str(err)
+    match = _STATUS.match(message)
+    code, detail = (match["code"], match["detail"]) if match else ("UNKNOWN", message)
+    detail = " ".join(_NOISE.sub("", detail).split())
+    if len(detail) > 200:
+        detail = detail[:200] + "..."
+    if code == "FAILED_PRECONDITION" and "ignored by server" in detail:
+        return InputError(_ignores_ranges(where))
+    if code == "OUT_OF_RANGE" and offset is not None and length is not None:
+        size_match = _SIZE.search(detail)
+        size = int(size_match[1]) if size_match else None
+        known = f" ({size} bytes)" if size is not None else ""
+        return RangeError(
+            where,
+            size,
+            f"bytes {offset}..{offset + length} lie past the end of the file{known}",
+            offset,
+        )
+    if code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+        text = f"{where}: access denied ({detail}; check the URL and the credentials)"
+        return OutputError(text) if output else InputError(text)
+    if code == "NOT_FOUND" and not output:
+        return MissingInputError(where, f"not found ({detail})")
+    if "CURL error" in detail or code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"):
+        text = f"{where}: cannot reach the store ({detail}; check the URL and the network)"
+        return OutputError(text) if output else InputError(text)
+    verb = "write" if output else "read"
+    text = f"{where}: cannot {verb} ({code}: {detail})"
+    return OutputError(text) if output else InputError(text)
