@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from ckptmap.dtypes import DType, dtype_from_name
-from ckptmap.errors import CkptmapError, GraphError, MissingInputError
+from ckptmap.errors import CkptmapError, GraphError, MissingInputError, UnsupportedInputError
+from ckptmap.readers._limits import check_shape
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
-from ckptmap.split import SliceSpec
+from ckptmap.split import PartitionError, SliceSpec, SliceSpecError, check_tiling
 
 SPEC_VERSION = 1
 GLOBAL_STEP = "global_step"
@@ -37,6 +40,14 @@ OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # tf-checkpoint-format.md §1
 _TOP_FIELDS = frozenset({"version", "variables"})
 _ENTRY_FIELDS = frozenset({"name", "dtype", "shape", "partitions", "trainable"})
 _FIX = "see docs/model-spec.md for the format"
+# Bounds checked before the text is parsed: a spec nests 5 levels deep (object,
+# 'variables', entry, 'partitions', 'slices'), and json.loads recurses per level.
+MAX_DEPTH = 20
+MAX_BYTES = 64 * 2**20
+MAX_PARTITIONS = 2**16  # slices of one entry
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def read_json_spec(path: str | os.PathLike[str]) -> ModelSpec:
@@ -60,11 +71,17 @@ def read_json_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_BYTES:
+                raise _too_big(str(path), size)
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise MissingInputError(path, "no such JSON model spec") from None
     except OSError as err:
         raise GraphError(f"{path}: cannot read the JSON model spec ({err.strerror})") from err
+    if len(raw) > MAX_BYTES:  # the file grew while being read
+        raise _too_big(str(path), len(raw))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -76,12 +93,20 @@ def parse_json_spec(text: str, where: str = "<json>") -> ModelSpec:
     """Parse the text of a JSON model spec; ``where`` names it in messages.
 
     Raises:
-        GraphError: if it is not valid JSON (with line and column) or not a valid spec.
+        GraphError: if it is not valid JSON (with line and column), larger than
+            :data:`MAX_BYTES`, nested deeper than :data:`MAX_DEPTH`, or not a valid spec.
+        UnsupportedInputError: for a tensor of rank above 64 or a partition
+            into more than :data:`MAX_PARTITIONS` slices.
     """
+    if len(text) > MAX_BYTES:
+        raise _too_big(where, len(text))
+    _check_depth(text, where)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise GraphError(f"{where}:{err.lineno}:{err.colno}: not valid JSON: {err.msg}") from None
+    except ValueError as err:  # an integer of more digits than Python converts
+        raise GraphError(f"{where}: not valid JSON: {err}") from None
     if not isinstance(doc, dict):
         raise GraphError(f"{where}: the top level must be an object with 'variables' ({_FIX})")
     _check_fields(doc, _TOP_FIELDS, where)
@@ -103,6 +128,29 @@ def parse_json_spec(text: str, where: str = "<json>") -> ModelSpec:
         if flag is not None:
             trainable[spec.key] = flag
     return model_spec_from_keys(keys, where, trainable=trainable)
+
+
+def _too_big(where: str, size: int) -> GraphError:
+    return GraphError(
+        f"{where}: the JSON model spec is {size} bytes, more than the {MAX_BYTES} "
+        f"ckptmap reads ({_FIX})"
+    )
+
+
+def _check_depth(text: str, where: str) -> None:
+    """Refuse brackets nested deeper than :data:`MAX_DEPTH`, before parsing anything.
+
+    Strings are cut out first (brackets in names do not count); the rest is only
+    the brackets, whose running depth is summed in C by ``accumulate``.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH:
+        raise GraphError(
+            f"{where}: brackets are nested more than {MAX_DEPTH} levels deep; a model spec "
+            f"needs 5 ({_FIX})"
+        )
 
 
 def model_spec_from_keys(
@@ -175,10 +223,12 @@ def _read_dtype(value: object, where: str) -> DType:
 
 def _read_shape(value: object, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(_is_count(d) for d in value):
+        shown = json.dumps(value)
         raise GraphError(
             f"{where}: 'shape' must be a list of non-negative integers, such as [8, 4] "
-            f"or [] for a scalar, not {json.dumps(value)}"
+            f"or [] for a scalar, not {shown if len(shown) <= 80 else shown[:77] + '...'}"
         )
+    check_shape(value, f"{where}: 'shape'")
     return tuple(value)
 
 
@@ -211,16 +261,26 @@ def _read_partitions(value: object, shape: tuple[int, ...], where: str) -> tuple
             raise GraphError(
                 f"{where}: 'count' must be an integer from 1 to {dim} (the size of axis {axis})"
             )
+        _check_parts(count, where)
         sizes = [dim // count + (1 if i < dim % count else 0) for i in range(count)]
     else:
         sizes = value["sizes"]
         if not isinstance(sizes, list) or not sizes or not all(_is_count(s) and s for s in sizes):
             raise GraphError(f"{where}: 'sizes' must be a list of positive integers")
+        _check_parts(len(sizes), where)
         if sum(sizes) != dim:
             raise GraphError(
                 f"{where}: 'sizes' add up to {sum(sizes)}, not {dim} (the size of axis {axis})"
             )
     return _slices_along(shape, axis, sizes)
+
+
+def _check_parts(count: int, where: str) -> None:
+    if count > MAX_PARTITIONS:
+        raise UnsupportedInputError(
+            f"{where}: {count} slices are more than the {MAX_PARTITIONS} ckptmap reads "
+            "for one tensor"
+        )
 
 
 def _slices_along(shape: tuple[int, ...], axis: int, sizes: Sequence[int]) -> tuple[SliceSpec, ...]:
@@ -237,6 +297,7 @@ def _slices_along(shape: tuple[int, ...], axis: int, sizes: Sequence[int]) -> tu
 def _read_slices(value: object, shape: tuple[int, ...], where: str) -> tuple[SliceSpec, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
         raise GraphError(f"{where}: 'slices' must be a non-empty list of slice-spec strings")
+    _check_parts(len(value), where)
     slices = []
     for text in value:
         try:
@@ -249,33 +310,8 @@ def _read_slices(value: object, shape: tuple[int, ...], where: str) -> tuple[Sli
                 f"not {list(shape)}"
             )
         slices.append(spec)
-    _check_tiling(slices, shape, where)
+    try:
+        check_tiling(slices, shape)
+    except (PartitionError, SliceSpecError) as err:
+        raise GraphError(f"{where}: {err}") from None
     return tuple(slices)
-
-
-def _check_tiling(slices: list[SliceSpec], shape: tuple[int, ...], where: str) -> None:
-    """The slices must cover ``shape`` exactly once: no overlap, no gap."""
-    boxes = [
-        [(st, st + (d if ln == -1 else ln)) for d, (st, ln) in zip(shape, s.extents, strict=True)]
-        for s in slices
-    ]
-    for i, a in enumerate(boxes):
-        for j in range(i + 1, len(boxes)):
-            b = boxes[j]
-            if all(lo1 < hi2 and lo2 < hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b, strict=True)):
-                raise GraphError(
-                    f"{where}: slices {slices[i].format()!r} and {slices[j].format()!r} overlap"
-                )
-    covered = 0
-    for box in boxes:
-        volume = 1
-        for lo, hi in box:
-            volume *= hi - lo
-        covered += volume
-    total = 1
-    for d in shape:
-        total *= d
-    if covered != total:
-        raise GraphError(
-            f"{where}: the slices cover {covered} of the {total} elements of {list(shape)}"
-        )

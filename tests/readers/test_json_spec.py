@@ -10,7 +10,7 @@ import pytest
 from helpers import FIXTURES
 
 from ckptmap.dtypes import dtype_from_name
-from ckptmap.errors import GraphError, MissingInputError, UsageError
+from ckptmap.errors import GraphError, MissingInputError, UnsupportedInputError, UsageError
 from ckptmap.readers.graph import read_model_spec
 from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, read_json_spec
 from ckptmap.readers.tf_bundle import open_checkpoint
@@ -268,7 +268,8 @@ BAD = [
                 "partitions": {"slices": ["10 0,4", "10 5,5"]},
             }
         ),
-        "partitions: the slices cover 9 of the 10 elements of [10]",
+        "partitions: slices cover 9 of the 10 elements of a tensor of shape [10] "
+        "(a slice is missing)",
     ),
     (
         spec_of(
@@ -299,4 +300,117 @@ def test_json_syntax_error_line_and_column(tmp_path: Path) -> None:
         read_json_spec(path)
     assert str(err.value) == (
         f"{path}:3:18: not valid JSON: Expecting property name enclosed in double quotes"
+    )
+
+
+# -- hostile input: bounded before or while parsing (issue 13) ------------------
+
+
+def test_deep_nesting_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"variables": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(GraphError) as err:
+        read_json_spec(path)
+    assert str(err.value) == (
+        f"{path}: brackets are nested more than 20 levels deep; a model spec needs 5 "
+        "(see docs/model-spec.md for the format)"
+    )
+    # Unbalanced too: json.loads would recurse before finding the error.
+    with pytest.raises(GraphError, match="nested more than 20 levels"):
+        parse_json_spec("[" * 100_000)
+
+
+def test_brackets_in_names_do_not_count_as_nesting() -> None:
+    name = "[{" * 50 + '\\"' + "}]" * 50
+    text = '{"variables": [{"name": "NAME", "dtype": "int8", "shape": []}]}'
+    spec = parse_json_spec(text.replace("NAME", name))
+    assert list(spec.keys) == [json.loads(f'"{name}"')]
+
+
+def test_size_is_bounded_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckptmap.readers import json_spec
+
+    path = tmp_path / "big.json"
+    path.write_text(spec_of({"name": "x", "dtype": "int32", "shape": [1]}))
+    monkeypatch.setattr(json_spec, "MAX_BYTES", 20)
+    with pytest.raises(GraphError) as err:
+        read_json_spec(path)
+    assert str(err.value).startswith(
+        f"{path}: the JSON model spec is {path.stat().st_size} bytes, more than the 20 "
+    )
+    with pytest.raises(GraphError, match="more than the 20 ckptmap reads"):
+        parse_json_spec(path.read_text(), "where")
+
+
+def test_an_integer_too_long_for_python_is_not_json() -> None:
+    text = '{"variables": [{"name": "a", "dtype": "int8", "shape": [' + "9" * 5000 + "]}]}"
+    with pytest.raises(GraphError, match=r"^<json>: not valid JSON: Exceeds the limit"):
+        parse_json_spec(text)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        pytest.param(
+            [2**70],
+            "<json>: variables[0] ('a'): 'shape': dimension 0 is 1180591620717411303424, "
+            "beyond 2**62; no tensor has such a shape (the file is corrupt)",
+            id="dim-2**70",
+        ),
+        pytest.param(
+            [4, 2**62 + 1],
+            "<json>: variables[0] ('a'): 'shape': dimension 1 is 4611686018427387905, beyond",
+            id="dim-2**62+1",
+        ),
+        pytest.param(
+            [2**31, 2**31, 2**31],
+            "<json>: variables[0] ('a'): 'shape': the shape has 9903520314283042199192993792 "
+            "elements, beyond 2**62",
+            id="count-2**93",
+        ),
+    ],
+)
+def test_impossible_dimensions_are_malformed(shape: list[int], message: str) -> None:
+    with pytest.raises(GraphError) as err:
+        parse_json_spec(spec_of({"name": "a", "dtype": "float32", "shape": shape}))
+    assert str(err.value).startswith(message)
+    assert type(err.value) is GraphError
+
+
+def test_the_largest_real_dimensions_pass() -> None:
+    spec = parse_json_spec(
+        spec_of(
+            {"name": "a", "dtype": "int8", "shape": [2**62]},
+            {"name": "b", "dtype": "int8", "shape": [1] * 64},
+        )
+    )
+    assert spec.keys["a"].shape == (2**62,)
+    assert len(spec.keys["b"].shape) == 64
+
+
+def test_rank_above_64_is_unsupported() -> None:
+    with pytest.raises(UnsupportedInputError) as err:
+        parse_json_spec(spec_of({"name": "a", "dtype": "float32", "shape": [1] * 65}))
+    assert str(err.value) == (
+        "<json>: variables[0] ('a'): 'shape': rank 65 is more than ckptmap supports "
+        "(at most 64 dimensions, numpy's limit)"
+    )
+
+
+@pytest.mark.parametrize(
+    "partitions",
+    [
+        {"count": 2**16 + 1},
+        {"sizes": [1] * (2**16 + 1)},
+        {"slices": [f"{2**16 + 1} {i},1" for i in range(2**16 + 1)]},
+    ],
+    ids=["count", "sizes", "slices"],
+)
+def test_partition_count_is_bounded(partitions: dict[str, Any]) -> None:
+    text = spec_of({"name": "a", "dtype": "int8", "shape": [2**16 + 1], "partitions": partitions})
+    with pytest.raises(UnsupportedInputError) as err:
+        parse_json_spec(text)
+    assert str(err.value) == (
+        "<json>: variables[0] ('a'): partitions: 65537 slices are more than the 65536 "
+        "ckptmap reads for one tensor"
     )
