@@ -31,7 +31,7 @@ from typing import TypeAlias
 
 from ckptmap.errors import GraphError
 from ckptmap.proto import ckptmap_tf_pb2
-from ckptmap.readers._graphdef import GraphNode, expand_values
+from ckptmap.readers._graphdef import GraphNode
 
 Value: TypeAlias = "bytes | str | Message"
 Message: TypeAlias = "dict[str, list[Value]]"
@@ -54,9 +54,17 @@ _TOKEN = re.compile(
     | \Z )""",
     re.VERBOSE,
 )
+# The escapes of protobuf's text-format tokenizer (io/tokenizer.cc): octal with 1-3
+# digits, \x with 1-2 hex digits, \u with 4 and \U with 8 hex digits (a \u
+# head surrogate followed by a \u trail surrogate is one code point), and the
+# simple escapes below. Anything else after a backslash is malformed.
 _ESCAPE = re.compile(
-    r"\\(?:([0-7]{1,3})|[xX]([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.))",
-    re.DOTALL,
+    r"""\\(?: ([0-7]{1,3})
+          | [xX]([0-9A-Fa-f]{1,2})
+          | u([0-9A-Fa-f]{4})(?:\\u([dD][c-fC-F][0-9A-Fa-f]{2}))?
+          | U([0-9A-Fa-f]{8})
+          | (.|\Z) )""",
+    re.DOTALL | re.VERBOSE,
 )
 _SIMPLE_ESCAPES = {
     "n": b"\n",
@@ -71,6 +79,8 @@ _SIMPLE_ESCAPES = {
     '"': b'"',
     "?": b"?",
 }
+_HEAD_SURROGATES = range(0xD800, 0xDC00)
+_SURROGATES = range(0xD800, 0xE000)
 _TRUE = frozenset({"true", "True", "t", "1"})
 _FALSE = frozenset({"false", "False", "f", "0"})
 _OCTAL = re.compile(r"[-+]?0[0-7]+")
@@ -133,8 +143,16 @@ class Location:
 def unescape(body: str) -> bytes:
     """The bytes of a text-format string literal's body (C escapes, UTF-8 otherwise).
 
+    Escapes are decoded as protobuf's text-format tokenizer defines them:
+    ``\\a \\b \\f \\n \\r \\t \\v \\\\ \\' \\" \\?``, octal ``\\N`` to ``\\NNN``,
+    hex ``\\xH`` and ``\\xHH``, and ``\\uHHHH``/``\\UHHHHHHHH`` as UTF-8 (a
+    surrogate pair of two ``\\u`` escapes is one code point).
+
     Raises:
-        ValueError: for an unknown escape or an octal value above 255.
+        ValueError: for any other escape (``\\y``, ``\\x`` without a hex digit,
+            ``\\u`` with fewer than four), an octal value above ``\\377``
+            (protobuf's Python parser refuses it), a code point above U+10FFFF or
+            a lone surrogate (neither can be UTF-8).
     """
     if "\\" not in body:
         return body.encode("utf-8")
@@ -143,7 +161,7 @@ def unescape(body: str) -> bytes:
     for match in _ESCAPE.finditer(body):
         out += body[pos : match.start()].encode("utf-8")
         pos = match.end()
-        octal, hexa, short_u, long_u, char = match.groups()
+        octal, hexa, short_u, trail, long_u, char = match.groups()
         if octal is not None:
             value = int(octal, 8)
             if value > 0xFF:
@@ -152,16 +170,29 @@ def unescape(body: str) -> bytes:
         elif hexa is not None:
             out.append(int(hexa, 16))
         elif short_u is not None or long_u is not None:
-            code = int(short_u or long_u, 16)
-            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-                raise ValueError(f"\\u escape {code:#x} is not a Unicode scalar value")
-            out += chr(code).encode("utf-8")
+            out += _code_point(short_u or long_u, trail).encode("utf-8")
         elif char in _SIMPLE_ESCAPES:
             out += _SIMPLE_ESCAPES[char]
-        else:
+        elif char:
             raise ValueError(f"unknown escape \\{char}")
+        else:
+            raise ValueError("a backslash ends the string")
     out += body[pos:].encode("utf-8")
     return bytes(out)
+
+
+def _code_point(digits: str, trail: str | None) -> str:
+    code = int(digits, 16)
+    if trail is not None:
+        low = int(trail, 16)
+        if code not in _HEAD_SURROGATES:
+            raise ValueError(f"\\u escape {low:#06x} is a lone surrogate, not a character")
+        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+    if code > 0x10FFFF:
+        raise ValueError(f"\\U escape {code:#x} is above U+10FFFF, not a character")
+    if code in _SURROGATES:
+        raise ValueError(f"\\u escape {code:#06x} is a lone surrogate, not a character")
+    return chr(code)
 
 
 def _show(token: str) -> str:
@@ -287,6 +318,36 @@ class _Parser:
         raise self.fail(f"a value for {name!r} expected, found {_show(tok)}")
 
 
+# A comment or a string literal that holds a backslash (strings without one are
+# matched too, and skipped, so quotes inside them and in comments do not confuse).
+_ESCAPED_STRING = re.compile(
+    r"""\#[^\n]*|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"""
+)
+
+
+def check_escapes(text: str, where: str) -> None:
+    """Refuse the text if a string literal holds an escape protobuf's text format lacks.
+
+    protobuf's Python parser keeps an unknown escape such as ``\\y`` as it is
+    (with a warning); the format, and this module's parser, refuse it. Call this
+    before handing a text to ``text_format`` so both readers refuse the same files.
+
+    Raises:
+        GraphError: naming ``where:line:column`` of the bad string.
+    """
+    if "\\" not in text:
+        return
+    for match in _ESCAPED_STRING.finditer(text):
+        token = match[0]
+        if token[0] == "#" or "\\" not in token:
+            continue
+        try:
+            unescape(token[1:-1])
+        except ValueError as err:
+            line, col = line_col(text, match.start())
+            raise GraphError(f"{where}:{line}:{col}: bad string: {err} ({_FIX})") from None
+
+
 def parse_text(text: str, where: str, start: int = 0, end: int | None = None) -> Message:
     """Parse ``text[start:end]`` as one text-format message, into plain dicts.
 
@@ -332,7 +393,9 @@ def _text(msg: Message, name: str) -> str:
 
 
 def _describe(value: Value) -> str:
-    return "a message" if isinstance(value, dict) else repr(value)
+    if isinstance(value, dict):
+        return "a message"
+    return _show(value) if isinstance(value, str) else repr(value[:40])
 
 
 def _int(value: Value) -> int:
@@ -361,8 +424,11 @@ def _enum(value: Value) -> int:
             try:
                 return int(ckptmap_tf_pb2.DataType.Value(value))
             except ValueError:
-                raise _BadValue(f"unknown DataType {value!r}") from None
-        return _int(value)
+                raise _BadValue(f"unknown DataType {_show(value)}") from None
+        number = _int(value)
+        if not 0 <= number < 2**31:  # an enum is an int32; DataType has no negative values
+            raise _BadValue(f"{_show(value)} is not a DataType")
+        return number
     raise _BadValue(f"{_describe(value)} is not a DataType")
 
 
@@ -447,20 +513,18 @@ def _node_from_attrs(
         shape = _shape(_sub(attrs["shape"], "shape"))
     dtypes = tuple(_enum(v) for v in _sub(attrs.get("dtypes", {}), "list").get("type", []))
     strings = None
+    string_shape = None
     if op == "Const" and "tensor" in attrs.get("value", {}):
         tensor = _sub(attrs["value"], "tensor")
         tensor_dtype = _last(tensor, "dtype")
         if tensor_dtype is not None and _enum(tensor_dtype) == _DT_STRING:
-            dims = _shape(_sub(tensor, "tensor_shape"))
+            string_shape = _shape(_sub(tensor, "tensor_shape"))
             values = []
             for value in tensor.get("string_val", []):
                 if not isinstance(value, bytes):
                     raise _BadValue(f"a string_val must be a string, not {_describe(value)}")
                 values.append(value)
-            try:
-                strings = expand_values(values, dims)
-            except ValueError as err:
-                raise _BadValue(str(err)) from None
+            strings = tuple(values)
     return GraphNode(
         name=name,
         op=op,
@@ -469,6 +533,7 @@ def _node_from_attrs(
         shape=shape,
         dtypes=dtypes,
         strings=strings,
+        string_shape=string_shape,
     )
 
 
@@ -552,12 +617,22 @@ class GraphText:
         if name in self._parsed:
             return self.node(name).inputs
         start, end = self._spans[name]
-        return tuple(
-            (unescape(raw) if "\\" in raw else raw.encode("utf-8")).decode(
-                "utf-8", "surrogateescape"
-            )
-            for raw in _INPUT_LINE.findall(self._text, start, end)
-        )
+        inputs = []
+        for raw in _INPUT_LINE.findall(self._text, start, end):
+            if "\\" in raw:
+                try:
+                    inputs.append(unescape(raw).decode("utf-8", "surrogateescape"))
+                except ValueError as err:
+                    line = next(
+                        m for m in _INPUT_LINE.finditer(self._text, start, end) if m[1] == raw
+                    )
+                    at = Location(self.where, self._text, line.start(1) - 1)  # the quote
+                    raise GraphError(
+                        f"{at}: node {name!r}: bad input string: {err} ({_FIX})"
+                    ) from None
+            else:
+                inputs.append(raw)
+        return tuple(inputs)
 
     # -- scanning ----------------------------------------------------------
 

@@ -29,7 +29,7 @@ from ckptmap.errors import GraphError, MissingInputError, UsageError
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._graphdef import MetaFacts, NodeSource, build_model_spec
 from ckptmap.readers._graphproto import ProtoNodes, meta_facts
-from ckptmap.readers._pbtxt import GraphText
+from ckptmap.readers._pbtxt import GraphText, check_escapes
 from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, read_json_spec
 from ckptmap.spec import ModelSpec
 from ckptmap.storage import Location, is_url, location_text, open_parent
@@ -274,8 +274,14 @@ def _text_spec(raw: bytes, where: str, saver: str | None, fast: bool) -> ModelSp
 
 
 def _parse_text_proto(text: str, message: _M, where: str) -> _M:
+    check_escapes(text, where)
     try:
         text_format.Parse(text, message, allow_unknown_field=True)
+    except RecursionError:
+        raise GraphError(
+            f"{where}: messages are nested too deeply (fix the file, or write it again "
+            "with tf.io.write_graph)"
+        ) from None
     except text_format.ParseError as err:
         line, col = err.GetLine(), err.GetColumn()
         detail = str(err).split(" : ", 1)[-1] if line else str(err)

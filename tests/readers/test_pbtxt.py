@@ -17,7 +17,7 @@ from helpers import FIXTURES
 from ckptmap.errors import GraphError
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._graphproto import ProtoNodes
-from ckptmap.readers._pbtxt import GraphText, line_col, parse_text, unescape
+from ckptmap.readers._pbtxt import GraphText, check_escapes, line_col, parse_text, unescape
 from ckptmap.readers.graph import read_model_spec
 
 GRAPHS = sorted(FIXTURES.glob("*/graph.pbtxt"))
@@ -65,6 +65,11 @@ def node_line(lines: list[str], name: str) -> int:
         pytest.param(r"\u00fc\U0001F600", "ü😀".encode(), id="unicode"),
         pytest.param(r"\n\t\r\a\b\f\v\\\'\"\?", b"\n\t\r\a\b\f\v\\'\"?", id="simple"),
         pytest.param("ü", "ü".encode(), id="raw-utf8"),
+        # As protobuf's C++ tokenizer: \X like \x, a \u surrogate pair is one code point,
+        # a fourth octal digit or third hex digit is a plain character.
+        pytest.param(r"\X41\x414\1234", b"AA4S4", id="upper-x-and-lengths"),
+        pytest.param(r"\ud83d\ude00", "😀".encode(), id="surrogate-pair"),
+        pytest.param(r"\U0010FFFF\u0000", "\U0010ffff\x00".encode(), id="unicode-bounds"),
     ],
 )
 def test_unescape(body: str, expected: bytes) -> None:
@@ -72,11 +77,44 @@ def test_unescape(body: str, expected: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [r"\q", r"\400", r"\ud800"], ids=["unknown", "octal>255", "surrogate"]
+    ("body", "message"),
+    [
+        pytest.param(r"\q", r"unknown escape \q", id="unknown"),
+        pytest.param(r"name\y", r"unknown escape \y", id="unknown-y"),
+        pytest.param(r"\x", r"unknown escape \x", id="hex-without-digits"),
+        pytest.param(r"\xg1", r"unknown escape \x", id="hex-non-digit"),
+        pytest.param(r"\u12", r"unknown escape \u", id="short-u"),
+        pytest.param(r"\U0000004", r"unknown escape \U", id="short-long-u"),
+        pytest.param(r"\U00110000", r"\U escape 0x110000 is above U+10FFFF, not a character"),
+        pytest.param(r"\8", r"unknown escape \8", id="not-octal"),
+        pytest.param(r"\400", r"octal escape \400 is above \377", id="octal>255"),
+        pytest.param(r"\ud800", r"\u escape 0xd800 is a lone surrogate, not a character"),
+        pytest.param(r"\udc00", r"\u escape 0xdc00 is a lone surrogate, not a character"),
+        pytest.param(r"\u0041\udc00", r"\u escape 0xdc00 is a lone surrogate, not a character"),
+        pytest.param(r"\ud800\u0041", r"\u escape 0xd800 is a lone surrogate, not a character"),
+        pytest.param(r"\U0000d800", r"\u escape 0xd800 is a lone surrogate, not a character"),
+        pytest.param("end\\", "a backslash ends the string", id="trailing-backslash"),
+        pytest.param("\\\n", "unknown escape \\\n", id="backslash-newline"),
+    ],
 )
-def test_unescape_rejects(body: str) -> None:
-    with pytest.raises(ValueError, match="escape"):
+def test_unescape_rejects(body: str, message: str) -> None:
+    with pytest.raises(ValueError, match=".") as err:
         unescape(body)
+    assert str(err.value) == message
+
+
+def test_every_escape_of_the_text_format() -> None:
+    """Each of the 256 characters after a backslash is decoded or refused, never mistaken."""
+    simple = dict(zip("abfnrtv\\'\"?", "\a\b\f\n\r\t\v\\'\"?", strict=True))
+    for code in range(256):
+        char = chr(code)
+        if char in simple:
+            assert unescape("\\" + char) == simple[char].encode()
+        elif char in "01234567":
+            assert unescape("\\" + char) == bytes([code - 48])
+        else:
+            with pytest.raises(ValueError, match="unknown escape"):
+                unescape("\\" + char)
 
 
 def test_unescape_matches_protobuf_on_every_fixture_string() -> None:
@@ -345,3 +383,13 @@ def test_duplicate_node_names(tmp_path: Path) -> None:
     for fast in (True, False):
         with pytest.raises(GraphError, match="two nodes are named 'global_step'"):
             read_model_spec(path, fast=fast)
+
+
+def test_check_escapes_sees_only_string_literals() -> None:
+    check_escapes('a: "x#\\n" # a "comment \\y with a quote\nb: \'\\101\'', "t")
+    with pytest.raises(GraphError) as err:
+        check_escapes('a: "ok" # "\\y"\nb: "fine\\"" c: \'bad\\y\'', "t.pbtxt")
+    assert str(err.value) == (
+        "t.pbtxt:2:16: bad string: unknown escape \\y "
+        "(fix the file, or write it again with tf.io.write_graph)"
+    )
