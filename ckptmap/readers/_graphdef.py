@@ -35,8 +35,9 @@ from typing import Protocol
 
 from ckptmap.dtypes import DType, dtype_from_enum
 from ckptmap.errors import CkptmapError, GraphError, UnsupportedInputError
+from ckptmap.readers._limits import check_shape
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
-from ckptmap.split import SliceSpec
+from ckptmap.split import PartitionError, SliceSpec, SliceSpecError, check_tiling
 
 VARIABLE_OPS = frozenset({"VariableV2", "VarHandleOp", "Variable"})  # §9.2
 RESTORE_OP = "RestoreV2"  # §9.4
@@ -64,9 +65,10 @@ class GraphNode:
         shape: the ``shape`` attr; ``None`` when absent or of unknown rank;
             unknown dimensions are ``-1``.
         dtypes: the ``dtypes`` attr (a list of ``DataType`` enums).
-        strings: for a ``Const`` holding a string tensor, its elements in
-            C order (a short ``string_val`` list expanded as TensorFlow does);
-            ``None`` for anything else.
+        strings: for a ``Const`` holding a string tensor, its ``string_val``
+            list as written (TensorFlow repeats the last value up to the element
+            count, see :func:`expand_values`); ``None`` for anything else.
+        string_shape: that tensor's ``tensor_shape``; ``None`` for unknown rank.
     """
 
     name: str
@@ -76,6 +78,7 @@ class GraphNode:
     shape: tuple[int, ...] | None = None
     dtypes: tuple[int, ...] = ()
     strings: tuple[bytes, ...] | None = None
+    string_shape: tuple[int, ...] | None = None
 
 
 class NodeSource(Protocol):
@@ -129,26 +132,36 @@ class MetaFacts:
 # ---------------------------------------------------------------------------
 
 
-def expand_values(values: list[bytes], dims: tuple[int, ...] | None) -> tuple[bytes, ...]:
-    """Expand a ``TensorProto`` value list to the tensor's element count.
-
-    TensorFlow repeats the last value when the list is shorter than the tensor
-    (tf-checkpoint-format.md §9.1); an empty list means empty strings.
+def string_count(values: tuple[bytes, ...], dims: tuple[int, ...] | None, where: str) -> int:
+    """The element count of a string ``TensorProto`` with ``values`` and shape ``dims``.
 
     Raises:
-        ValueError: if the shape is unknown or the list is longer than the tensor
-            (callers turn it into a :class:`GraphError` that says where).
+        GraphError: if the shape is unknown or malformed, or the list is longer
+            than the tensor.
     """
     if dims is None or any(d < 0 for d in dims):
-        raise ValueError("the string tensor has no fully defined shape")
+        raise GraphError(f"{where}: the string tensor has no fully defined shape")
+    check_shape(dims, where)
     count = 1
     for d in dims:
         count *= d
     if len(values) > count:
-        raise ValueError(f"the string tensor has {len(values)} values for {count} elements")
+        raise GraphError(
+            f"{where}: the string tensor has {len(values)} values for {count} elements"
+        )
+    return count
+
+
+def expand_values(values: tuple[bytes, ...], count: int) -> tuple[bytes, ...]:
+    """Expand a ``TensorProto`` value list to the tensor's element count.
+
+    TensorFlow repeats the last value when the list is shorter than the tensor
+    (tf-checkpoint-format.md §9.1); an empty list means empty strings. Callers
+    bound ``count`` first (a shape of ``[2**40]`` is refused, not expanded).
+    """
     if len(values) < count:
-        values = values + [values[-1] if values else b""] * (count - len(values))
-    return tuple(values)
+        values = values + (values[-1] if values else b"",) * (count - len(values))
+    return values
 
 
 # ---------------------------------------------------------------------------
@@ -352,13 +365,15 @@ def _read_restore(source: NodeSource, name: str) -> list[_Restored]:
     data_inputs = [i for i in node.inputs if not i.startswith("^")]
     if len(data_inputs) < 3:
         raise GraphError(f"{where}: RestoreV2 has {len(data_inputs)} inputs, not 3")
-    key_list = _string_const(source, data_inputs[1], f"{where} tensor_names")
-    spec_list = _string_const(source, data_inputs[2], f"{where} shape_and_slices")
-    if not (len(key_list) == len(spec_list) == len(node.dtypes)):
+    names, name_count = _string_const(source, data_inputs[1], f"{where} tensor_names")
+    specs, spec_count = _string_const(source, data_inputs[2], f"{where} shape_and_slices")
+    if not (name_count == spec_count == len(node.dtypes)):
         raise GraphError(
-            f"{where}: {len(key_list)} tensor names, {len(spec_list)} slice specs and "
+            f"{where}: {name_count} tensor names, {spec_count} slice specs and "
             f"{len(node.dtypes)} dtypes do not match (the Saver nodes are inconsistent)"
         )
+    key_list = expand_values(names, name_count)
+    spec_list = expand_values(specs, spec_count)
     return [
         _Restored(
             key=_decode(raw, f"{where} tensor_names"),
@@ -370,7 +385,8 @@ def _read_restore(source: NodeSource, name: str) -> list[_Restored]:
     ]
 
 
-def _string_const(source: NodeSource, tensor: str, where: str) -> tuple[bytes, ...]:
+def _string_const(source: NodeSource, tensor: str, where: str) -> tuple[tuple[bytes, ...], int]:
+    """The ``string_val`` list of the Const that ``tensor`` names, and its element count."""
     name = tensor_node(tensor)
     op = source.ops().get(name)
     if op is None:
@@ -380,10 +396,11 @@ def _string_const(source: NodeSource, tensor: str, where: str) -> tuple[bytes, .
             f"{where}: input {tensor!r} is a {op} op, not a Const (ckptmap reads the "
             "restored names from constants, as tf.compat.v1.train.Saver builds them)"
         )
-    strings = source.node(name).strings
-    if strings is None:
+    node = source.node(name)
+    if node.strings is None:
         raise GraphError(f"{where}: Const {name!r} does not hold a string tensor")
-    return strings
+    count = string_count(node.strings, node.string_shape, f"{where}: Const {name!r}")
+    return node.strings, count
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -409,7 +426,19 @@ def _key_slices(where: str, key: str, items: list[_Restored]) -> list[SliceSpec]
             f"{where}: the slices of key {key!r} disagree on the full shape or dtype "
             "(the Saver nodes are inconsistent)"
         )
+    _check_slices(where, key, specs)
     return specs
+
+
+def _check_slices(where: str, key: str, specs: list[SliceSpec]) -> None:
+    """The slices of a key must be of a real tensor and tile it exactly once."""
+    check_shape(specs[0].full_shape, f"{where}: key {key!r}")
+    try:
+        check_tiling(specs, specs[0].full_shape)
+    except (PartitionError, SliceSpecError) as err:
+        raise GraphError(
+            f"{where}: key {key!r}: {err} (the Saver nodes are inconsistent)"
+        ) from None
 
 
 def _follow_edges(
@@ -525,6 +554,8 @@ def _whole_shape(
             "variable of the graph (describe the model with a JSON spec instead)"
         )
     shape = var_nodes[targets[0]].shape
+    if shape is not None:
+        check_shape(shape, f"{where}: variable {targets[0]!r} (key {key!r})", unknown_ok=True)
     if shape is None or any(d < 0 for d in shape):
         raise GraphError(
             f"{where}: variable {targets[0]!r} (key {key!r}) has no fully defined shape "
@@ -600,6 +631,12 @@ def _spec_from_variables(source: NodeSource, names: list[str], meta: MetaFacts) 
         dtype = dtype_from_enum(members[0][0].dtype, where=f"{where}: variable {key!r}")
         members.sort(key=lambda m: m[1].starts)
         shape = members[0][1].full_shape
+        if any(spec.full_shape != shape for _, spec in members):
+            raise GraphError(
+                f"{where}: the parts of {key!r} disagree on its full shape "
+                "(the MetaGraphDef is inconsistent)"
+            )
+        _check_slices(where, key, [spec for _, spec in members])
         keys.append(TensorSpec(key, dtype, shape, tuple(spec for _, spec in members)))
         for node, spec in members:
             graph_vars.append(_graph_variable(node.name, key, dtype, shape, spec, meta))
@@ -623,6 +660,8 @@ def _place_parts(
     parts = [node for _, node in numbered]
     shapes = []
     for node in parts:
+        if node.shape is not None:
+            check_shape(node.shape, f"{where}: variable {node.name!r}", unknown_ok=True)
         if node.shape is None or any(d < 0 for d in node.shape):
             raise GraphError(f"{where}: variable {node.name!r} has no fully defined shape")
         shapes.append(node.shape)

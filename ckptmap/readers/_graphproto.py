@@ -16,7 +16,6 @@ from ckptmap.readers._graphdef import (
     GraphNode,
     MetaFacts,
     SliceInfo,
-    expand_values,
     tensor_node,
 )
 from ckptmap.split import SliceSpec
@@ -67,14 +66,12 @@ def node_from_proto(node: ckptmap_tf_pb2.NodeDef, where: str) -> GraphNode:
         shape = shape_from_proto(attr["shape"].shape)
     dtypes = tuple(attr["dtypes"].list.type) if "dtypes" in attr else ()
     strings = None
+    string_shape = None
     if node.op == "Const" and "value" in attr and attr["value"].WhichOneof("value") == "tensor":
         tensor = attr["value"].tensor
         if tensor.dtype == _DT_STRING:
-            dims = shape_from_proto(tensor.tensor_shape)
-            try:
-                strings = expand_values(list(tensor.string_val), dims)
-            except ValueError as err:
-                raise GraphError(f"{where}: node {node.name!r}: {err}") from None
+            string_shape = shape_from_proto(tensor.tensor_shape)
+            strings = tuple(tensor.string_val)
     return GraphNode(
         name=node.name,
         op=node.op,
@@ -83,6 +80,7 @@ def node_from_proto(node: ckptmap_tf_pb2.NodeDef, where: str) -> GraphNode:
         shape=shape,
         dtypes=dtypes,
         strings=strings,
+        string_shape=string_shape,
     )
 
 
