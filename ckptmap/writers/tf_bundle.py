@@ -7,12 +7,17 @@ adds in the same order it writes byte-identical files, and the same bytes as
 TensorFlow's own ``BundleWriter`` when fed TensorFlow's entries in TensorFlow's
 order.
 
-Crash safety: every file is written under a temporary name
-``<prefix>.ckptmap-tmp-<token>-...`` in the output folder. ``commit`` fsyncs
-them and renames the data shards into place first and the index last, so a
-checkpoint becomes visible only when it is complete. On any exception
-(including ``KeyboardInterrupt``) inside the ``with`` block everything temporary
-is removed. Inputs are only ever opened read-only.
+Crash safety: the writer writes through one commit of the commit protocol
+(:mod:`ckptmap.writers.commit`): every file goes into the hidden staging
+folder ``<out folder>/.ckptmap-staging-<token>/``, and ``commit`` fsyncs them
+and puts the data shards into place first, then any assets staged in the same
+commit, the index last, then the state file, so a checkpoint becomes visible
+only when it is complete; with ``force``, at every instant the prefix holds the
+old or the new checkpoint, or the next ckptmap write into the folder restores
+the old one. On any exception (including ``KeyboardInterrupt``) inside the
+``with`` block the staging folder is removed. Inputs are only ever opened
+read-only. The prefix may be a URL: the files are then staged locally and
+uploaded in the same order.
 
 Keys are ``str`` or ``bytes``. A ``str`` is encoded as UTF-8 with
 ``surrogateescape``, so keys a reader decoded with ``surrogateescape`` (slice
@@ -34,11 +39,11 @@ import math
 import operator
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,20 +55,12 @@ from ckptmap.errors import (
     CorruptCheckpointError,
     MissingInputError,
     OutputError,
-    OutputExistsError,
     UsageError,
 )
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.split import SliceSpec
-from ckptmap.writers._atomic import (
-    fsync_dir,
-    make_folders,
-    new_token,
-    output_error,
-    remove_empty_folders,
-    remove_quietly,
-    temp_path,
-)
+from ckptmap.storage import location_text
+from ckptmap.writers._atomic import new_token, output_error, remove_quietly, temp_path
 from ckptmap.writers._copy import Source, SourceEnded, SourceFiles, truncated
 from ckptmap.writers._entries import (
     DTypeLike,
@@ -89,11 +86,11 @@ from ckptmap.writers._layout import (
 from ckptmap.writers._table import TableBuilder
 from ckptmap.writers._writeback import STEP as _WRITEBACK_STEP
 from ckptmap.writers._writeback import Writeback
+from ckptmap.writers.commit import Commit, open_commit
 
 __all__ = ["BundleWriter", "CommitResult", "data_path", "slice_entry_key"]
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 PathLike = str | os.PathLike[str]
 RangeLike = tuple[int, int] | tuple[PathLike, int, int]
@@ -137,6 +134,8 @@ class CommitResult:
             tensor counts once for its full entry and once per slice).
         data_bytes: bytes in all data shards.
         index_bytes: bytes in the index file.
+        files: every file the commit put in place, in commit order (data
+            shards, assets, index, state file).
     """
 
     prefix: Path
@@ -145,6 +144,7 @@ class CommitResult:
     entries: int
     data_bytes: int
     index_bytes: int
+    files: tuple[Path, ...] = ()
 
     @property
     def num_shards(self) -> int:
@@ -171,8 +171,9 @@ class BundleWriter:
     everything written so far.
 
     Args:
-        prefix: the checkpoint prefix, e.g. ``out/model.ckpt-100``. Missing
-            folders are created (and removed again if nothing is committed).
+        prefix: the checkpoint prefix, e.g. ``out/model.ckpt-100``, or a URL
+            (``gs://bucket/run/model.ckpt-100``). Missing folders are created
+            (and removed again if nothing is committed).
         num_shards: number of data shards. Tensors added without ``shard=`` go
             to the shard holding the fewest bytes so far (lowest id on ties).
         max_shard_bytes: instead of a fixed count, start a new shard whenever
@@ -182,18 +183,22 @@ class BundleWriter:
         force: replace an existing checkpoint at ``prefix``. The old files stay
             untouched until :meth:`commit`; old data shards that the new
             checkpoint does not overwrite are removed after the new index is in
-            place (the old index is removed just before the new shards are
-            renamed, so old and new files are never mixed under one index; a
-            failure in that short window leaves neither checkpoint). Without
-            ``force`` an existing ``P.index`` or ``P.data-*`` raises
-            :class:`OutputExistsError`.
+            place; old files a new one replaces are moved aside first and come
+            back if the commit does not reach its commit point (see
+            :mod:`ckptmap.writers.commit`). Without ``force`` an existing
+            ``P.index`` or ``P.data-*`` raises :class:`OutputExistsError`.
         byte_order: ``"<"`` (little-endian, what TensorFlow writes everywhere in
             practice) or ``">"`` (an ``endianness: BIG`` bundle, §5.4).
             ``add_array`` converts; ``add_bytes``/``add_copy`` take bytes as stored.
+        output: an open commit (:func:`~ckptmap.writers.commit.open_commit`) of
+            ``prefix`` to write into, when the caller stages more files (assets)
+            in it or records the state file; :meth:`commit` then commits it
+            with them. By default the writer opens its own (:attr:`output`).
 
     Raises:
         UsageError: for invalid arguments.
-        OutputExistsError: if a checkpoint exists at ``prefix`` and not ``force``.
+        OutputExistsError: if a checkpoint exists at ``prefix`` and not
+            ``force``, or another ckptmap process is writing it.
         OutputError: if the output folder cannot be created or written.
     """
 
@@ -205,13 +210,8 @@ class BundleWriter:
         max_shard_bytes: int | None = None,
         force: bool = False,
         byte_order: str = "<",
+        output: Commit | None = None,
     ) -> None:
-        raw = os.fspath(prefix)
-        if not raw or raw.endswith(("/", os.sep)) or os.path.isdir(raw):
-            raise UsageError(
-                f"{raw!r} is a folder or empty; a checkpoint prefix names files "
-                "(e.g. out/model.ckpt-100)"
-            )
         if byte_order not in ("<", ">"):
             raise UsageError(f"byte_order must be '<' or '>', not {byte_order!r}")
         if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
@@ -223,8 +223,6 @@ class BundleWriter:
                 raise UsageError(f"max_shard_bytes must be positive, not {max_shard_bytes}")
             if num_shards != 1:
                 raise UsageError("give either num_shards or max_shard_bytes, not both")
-        self._prefix = Path(os.path.abspath(raw))
-        self._force = force
         self._byte_order = byte_order
         self._max_shard_bytes = max_shard_bytes
         self._token = new_token()
@@ -233,25 +231,23 @@ class BundleWriter:
         self._sources = SourceFiles()
         self._writeback = Writeback()
         self._temps: list[Path] = []
-        self._published: list[Path] = []
-        self._index_published = False
         self._state = "open"
-        self._created_folders: list[Path] = []
-
-        existing = self._existing_files()
-        if existing and not force:
-            names = ", ".join(p.name for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-            raise OutputExistsError(
-                self._prefix,
-                f"a checkpoint already exists at this prefix ({names}); "
-                "pass force=True (--force) to replace it or choose another output",
-            )
+        if output is None:
+            self._output = open_commit(prefix, force=force)
+            self._owns_output = True
+        else:
+            if location_text(prefix) not in (output.prefix, location_text(output.prefix)) and (
+                os.path.abspath(prefix) != output.prefix
+            ):
+                raise UsageError(f"{prefix}: not the prefix of the given output ({output.prefix})")
+            self._output, self._owns_output = output, False
+        self._prefix = Path(self._output.prefix)
         try:
-            self._created_folders = make_folders(self._prefix.parent)
-        except OSError as err:
-            raise output_error(self._prefix.parent, err, "cannot create the output folder") from err
-        for _ in range(num_shards):
-            self._open_shard()
+            for _ in range(num_shards):
+                self._open_shard()
+        except BaseException:
+            self.abort()
+            raise
 
     # ------------------------------------------------------------------ context manager
 
@@ -276,6 +272,11 @@ class BundleWriter:
     def num_shards(self) -> int:
         """Shards opened so far (final count once committed)."""
         return len(self._shards)
+
+    @property
+    def output(self) -> Commit:
+        """The commit this writer writes into: stage assets or record the state file there."""
+        return self._output
 
     # ------------------------------------------------------------------ adding tensors
 
@@ -566,7 +567,7 @@ class BundleWriter:
         if not source.is_file():
             raise MissingInputError(source, "data shard not found (is the checkpoint complete?)")
         index = len(self._shards)
-        temp = temp_path(self._prefix, self._token, f"-data-{index}")
+        temp = temp_path(self._output.stage_prefix, self._token, f"-data-{index}")
         linked = True
         try:
             try:
@@ -626,110 +627,67 @@ class BundleWriter:
     # ------------------------------------------------------------------ commit / abort
 
     def commit(self) -> CommitResult:
-        """Finish the checkpoint: fsync the shards, write the index, rename into place.
+        """Finish the checkpoint: fsync the shards, write the index, commit the output.
 
-        Data shards are renamed to ``P.data-SSSSS-of-NNNNN`` first and the index
-        to ``P.index`` last, each fsynced together with the folder.
+        The shards get their final names ``P.data-SSSSS-of-NNNNN`` and the
+        index ``P.index`` in the staging folder, then the output's commit puts
+        them into place: data shards, the assets staged in :attr:`output`, the
+        index (the commit point), the state file if :attr:`output` records one.
 
         Raises:
             UsageError: if a slice declared with :meth:`add_sliced` was never
                 added (or has the wrong dtype or shape); the writer stays open.
             OutputExistsError: if, without ``force``, a checkpoint appeared at
                 the prefix meanwhile.
-            OutputError: if writing or renaming fails (nothing is left behind).
+            OutputError: if writing or renaming fails (nothing is left behind;
+                an old checkpoint at the prefix is as it was).
         """
         self._check_open()
         self._check_slices()
+        output = self._output
         num_shards = len(self._shards)
-        finals = [data_path(self._prefix, i, num_shards) for i in range(num_shards)]
-        index_final = self._index_path()
-        index_temp = temp_path(self._prefix, self._token, "-index")
+        names = [data_path(output.name, i, num_shards).name for i in range(num_shards)]
+        index_name = f"{output.name}.index"
         try:
             self._writeback.finish()
-            for shard in self._shards:
+            for shard, name in zip(self._shards, names, strict=True):
                 shard.file.flush()
                 os.fsync(shard.file.fileno())
                 shard.file.close()
-            index_bytes = self._write_index(index_temp, num_shards)
+                os.rename(shard.temp, output.stage_path(name))
+                self._temps.remove(shard.temp)
+            index_bytes = self._write_index(output.stage_path(index_name), num_shards)
         except OSError as err:
             raise self._fail(self._prefix, err) from err
         except BaseException:
             self.abort()
             raise
-        old = self._guarded(self._existing_files)
-        if old and not self._force:
+        try:
+            placed = output.commit()
+        except BaseException:
             self.abort()
-            raise OutputExistsError(
-                self._prefix,
-                "a checkpoint appeared at this prefix while writing; "
-                "pass force=True (--force) to replace it",
-            )
-        self._publish(finals, index_temp, index_final, had_index=index_final in old)
-        stale = [p for p in old if p != index_final and p not in finals]
-        for p in stale:
-            remove_quietly(p)
-        if stale:
-            try:
-                fsync_dir(self._prefix.parent)
-            except OSError as err:
-                log.warning("could not fsync %s after removing old shards: %s", self._prefix, err)
+            raise
         self._state = "committed"
         self._sources.close()
         return CommitResult(
             prefix=self._prefix,
-            index_path=index_final,
-            data_paths=tuple(finals),
+            index_path=Path(output.where(index_name)),
+            data_paths=tuple(Path(output.where(n)) for n in names),
             entries=len(self._entries),
             data_bytes=sum(s.size for s in self._shards),
             index_bytes=index_bytes,
+            files=tuple(Path(output.where(n)) for n in placed),
         )
 
-    def _guarded(self, step: Callable[[], _T]) -> _T:
-        """Run ``step``; on any exception abort the writer first."""
-        try:
-            return step()
-        except BaseException:
-            self.abort()
-            raise
-
-    def _publish(
-        self, finals: list[Path], index_temp: Path, index_final: Path, *, had_index: bool
-    ) -> None:
-        """Rename the data shards into place, then the index; fsync the folder after each."""
-        folder = self._prefix.parent
-        path = index_final
-        try:
-            if had_index:
-                index_final.unlink()  # never leave an old index beside new data
-            for shard, final in zip(self._shards, finals, strict=True):
-                path = final
-                os.replace(shard.temp, final)
-                self._temps.remove(shard.temp)
-                self._published.append(final)
-            path = folder
-            fsync_dir(folder)
-            path = index_final
-            os.replace(index_temp, index_final)
-            self._temps.remove(index_temp)
-            self._index_published = True
-            path = folder
-            fsync_dir(folder)
-        except OSError as err:
-            raise self._fail(path, err, "cannot put the checkpoint in place") from err
-        except BaseException:
-            self.abort()
-            raise
-
     def abort(self) -> None:
-        """Discard everything written: close files, remove temporary files. Idempotent.
+        """Discard everything written: close files, remove the staging folder. Idempotent.
 
-        After a commit has put the index in place this does nothing to the
-        checkpoint.
+        After a commit this does nothing to the checkpoint. An :attr:`output`
+        given by the caller is left to the caller (its ``with`` block aborts it).
         """
-        if self._state == "aborted":
+        if self._state != "open":
             return
-        committed = self._index_published
-        self._state = "committed" if committed else "aborted"
+        self._state = "aborted"
         self._writeback.finish()
         for shard in self._shards:
             with contextlib.suppress(OSError):  # the file is being thrown away
@@ -738,11 +696,8 @@ class BundleWriter:
         for temp in self._temps:
             remove_quietly(temp)
         self._temps.clear()
-        if not committed:
-            for final in self._published:
-                remove_quietly(final)
-            self._published.clear()
-            remove_empty_folders(self._created_folders)
+        if self._owns_output:
+            self._output.abort()
 
     # ------------------------------------------------------------------ internals: keys
 
@@ -791,29 +746,9 @@ class BundleWriter:
 
     # ------------------------------------------------------------------ internals: files
 
-    def _index_path(self) -> Path:
-        return Path(f"{self._prefix}.index")
-
-    def _existing_files(self) -> list[Path]:
-        """Files of a checkpoint at this prefix: ``P.index`` and ``P.data-*``."""
-        folder = self._prefix.parent
-        name = self._prefix.name
-        try:
-            with os.scandir(folder) as it:
-                names = sorted(
-                    e.name
-                    for e in it
-                    if e.name == f"{name}.index" or e.name.startswith(f"{name}.data-")
-                )
-        except FileNotFoundError:
-            return []
-        except OSError as err:
-            raise output_error(folder, err, "cannot list the output folder") from err
-        return [folder / n for n in names]
-
     def _open_shard(self) -> int:
         index = len(self._shards)
-        temp = temp_path(self._prefix, self._token, f"-data-{index}")
+        temp = temp_path(self._output.stage_prefix, self._token, f"-data-{index}")
         try:
             file = open(temp, "xb", buffering=_WRITE_BUFFER)  # noqa: SIM115 - closed at commit/abort
         except OSError as err:
@@ -865,7 +800,6 @@ class BundleWriter:
             header.endianness = pb.BundleHeaderProto.BIG
         header.version.producer = BUNDLE_VERSION
         with open(temp, "xb", buffering=_WRITE_BUFFER) as f:
-            self._temps.append(temp)
             table = TableBuilder(f)
             table.add(b"", header.SerializeToString(deterministic=True))
             for kb in sorted(self._entries):

@@ -1,7 +1,9 @@
-"""Crash safety of the writers: temporary names, fsync, rename, cleanup, output errors.
+"""Crash safety of the writers: staging folder, fsync, rename, cleanup, output errors.
 
 Some tests run a writer in a child process and kill it (SIGKILL) mid-write or
 mid-commit, or limit its file size (RLIMIT_FSIZE) so that writes fail with EFBIG.
+The commit protocol itself is tested step by step in tests/writers/test_commit.py
+and tests/writers/test_faults.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from ckptmap.cli._output import exit_code_for
 from ckptmap.errors import MissingInputError, OutputError
 from ckptmap.readers import open_checkpoint
+from ckptmap.writers.commit import FAULT_ENV, STAGING_PREFIX, pending_commits, recover_folder
 from ckptmap.writers import BundleWriter, write_state_file
 from ckptmap.writers._atomic import (
     TEMP_MARKER,
@@ -47,8 +50,8 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
-def _child(script: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+def _child(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     code = textwrap.dedent(script)
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
@@ -81,6 +84,7 @@ import sys, time
 import numpy as np
 from ckptmap._format import unmask_crc
 from ckptmap.readers import open_checkpoint
+from ckptmap.writers.commit import FAULT_ENV, STAGING_PREFIX, pending_commits, recover_folder
 from ckptmap.writers import BundleWriter
 
 src, out = sys.argv[1], sys.argv[2]
@@ -110,29 +114,27 @@ def test_sigkill_while_writing_leaves_old_checkpoint_and_source_untouched(
     proc = _child(_SLOW_WRITER, str(source / "model.ckpt-100"), str(prefix))
     _kill_after(proc, "writing")
     leftovers = sorted(set(_files(target)) - set(names_before))
-    assert leftovers  # the child was really mid-write: its temporary files remain
-    assert all(TEMP_MARKER in name for name in leftovers)
-    assert not any(name.endswith(".index") for name in leftovers)
+    assert len(leftovers) == 1  # the child was really mid-write: its staging folder remains
+    assert leftovers[0].startswith(STAGING_PREFIX)
+    staged = _files(target / leftovers[0])
+    assert all(TEMP_MARKER in n for n in staged if not n.startswith("."))
     assert _digests(source) == src_before
     assert {k: v for k, v in _digests(target).items() if k in target_before} == target_before
     with open_checkpoint(prefix) as ckpt:  # the old checkpoint and state file still work
         assert ckpt.num_shards == 2
     with open_checkpoint(target) as ckpt:
         assert ckpt.prefix == prefix
+    [found] = pending_commits(target)
+    assert (found.live, found.phase, found.prefix) == (False, "writing", "model.ckpt-100")
+    recover_folder(target)  # what the next write into the folder does first
+    assert _files(target) == names_before
+    assert _digests(target) == target_before
 
 
-_STALLED_COMMIT = """
-import os, sys, time
+_THREE_SHARDS = """
+import sys
 import numpy as np
 from ckptmap.writers import BundleWriter
-
-real_replace = os.replace
-def replace(src, dst):
-    if str(dst).endswith(".index"):
-        print("renaming index", flush=True)
-        time.sleep(120)
-    real_replace(src, dst)
-os.replace = replace
 
 with BundleWriter(sys.argv[1], num_shards=3) as writer:
     for i in range(6):
@@ -144,18 +146,25 @@ with BundleWriter(sys.argv[1], num_shards=3) as writer:
 def test_sigkill_before_the_index_is_in_place_leaves_no_checkpoint(fixture_copy: Any) -> None:
     folder = fixture_copy("ffm_v1")
     state_before = (folder / "checkpoint").read_bytes()
+    names_before = _files(folder)
     prefix = folder / "model.ckpt-200"
-    proc = _child(_STALLED_COMMIT, str(prefix))
-    _kill_after(proc, "renaming index")
+    proc = _child(_THREE_SHARDS, str(prefix), env={FAULT_ENV: "place-data#3"})
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
     names = _files(folder)
     assert "model.ckpt-200.index" not in names
-    # the data shards were renamed already; without an index they are not a checkpoint
+    # the data shards were renamed already; without an index they are not a checkpoint,
+    # and the journal in the staging folder names them
     assert [n for n in names if n.startswith("model.ckpt-200.data-")] == [
         f"model.ckpt-200.data-0000{i}-of-00003" for i in range(3)
     ]
     with pytest.raises(MissingInputError):
         open_checkpoint(prefix)
     assert (folder / "checkpoint").read_bytes() == state_before
+    [found] = pending_commits(folder)
+    assert found.phase == "replacing" and not found.live
+    recover_folder(folder)  # rolled back: the shards go, with the staging folder
+    assert _files(folder) == names_before
 
 
 # -- out of space (RLIMIT_FSIZE) -------------------------------------------------------------------
@@ -219,16 +228,16 @@ def test_disk_full_at_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_failed_rename_removes_published_shards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = os.replace
+    real = os.link
 
-    def replace(src: Any, dst: Any) -> None:
+    def link(src: Any, dst: Any) -> None:
         if str(dst).endswith(".index"):
             raise OSError(errno.EIO, "Input/output error")
         real(src, dst)
 
     with BundleWriter(tmp_path / "c", num_shards=2) as writer:
         writer.add_array("x", np.zeros(10))
-        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "link", link)
         with pytest.raises(OutputError, match="cannot put the checkpoint in place"):
             writer.commit()
     assert _files(tmp_path) == []
@@ -300,7 +309,9 @@ def test_temp_names_never_look_like_checkpoint_files(tmp_path: Path) -> None:
     name = temp_path(tmp_path / "model.ckpt-7", "abc", "-index").name
     assert name == "model.ckpt-7.ckptmap-tmp-abc-index"
     with BundleWriter(tmp_path / "m", num_shards=2) as writer:
-        names = _files(tmp_path)
+        [staging] = _files(tmp_path)  # everything goes into one hidden staging folder
+        assert staging.startswith(STAGING_PREFIX)
+        names = [n for n in _files(tmp_path / staging) if not n.startswith(".")]
         assert len(names) == 2
         assert all(n.startswith("m" + TEMP_MARKER) for n in names)
         assert not any(n.endswith(".index") or "-of-" in n for n in names)
