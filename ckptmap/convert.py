@@ -12,6 +12,12 @@ For other URLs a marker key ``ckptmap-incomplete`` is written first, the
 arrays next, the root ``zarr.json`` with the manifest last, and the marker is
 removed: a store is complete exactly when its manifest exists.
 
+This is not :mod:`ckptmap.writers.commit`, the protocol of checkpoint
+outputs: that one stages named files of a checkpoint prefix and places them
+data, assets, index; a store is one folder whose commit point is its root
+``zarr.json`` (inside the database with OCDBT), and whose files tensorstore
+creates itself, at a URL directly in the kvstore.
+
 Example:
     >>> result = convert("fixtures/ffm_v1", "/tmp/ffm_v1.zarr")  # doctest: +SKIP
     >>> result.arrays
