@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from ckptmap.errors import OutputError, OutputExistsError
+from ckptmap.errors import CkptmapError, OutputError, OutputExistsError
 from ckptmap.writers._atomic import (
     fsync_dir,
     make_folders,
@@ -98,7 +98,11 @@ class LocalCommit(Commit):
             remove_empty_folders(self._created)
             raise
         self.stage_folder = self._staging.path
-        self.steps.reach("staging")
+        try:
+            self.steps.reach("staging")
+        except BaseException:
+            self.abort()
+            raise
 
     def where(self, name: str) -> str:
         return str(self.folder / name)
@@ -150,7 +154,7 @@ class LocalCommit(Commit):
                 self._staging.release()
                 raise
             self.abort()
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError) and not isinstance(exc, CkptmapError):
                 raise output_error(self.prefix, exc, "cannot put the checkpoint in place") from exc
             raise
         self.state = "committed"

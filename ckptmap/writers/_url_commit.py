@@ -17,7 +17,6 @@ from pathlib import Path
 from ckptmap.errors import CkptmapError, InputError, OutputError, OutputExistsError, UsageError
 from ckptmap.storage import Location, open_location, split_name
 from ckptmap.writers._protocol import (
-    ASSET,
     DATA,
     STAGING_PREFIX,
     STATE,
@@ -78,7 +77,11 @@ class UrlCommit(Commit):
             recover(tmp)
             self._staging = Staging.create(tmp, name)
         self.stage_folder = self._staging.path
-        self.steps.reach("staging")
+        try:
+            self.steps.reach("staging")
+        except BaseException:
+            self.abort()
+            raise
 
     def where(self, name: str) -> str:
         return self.location.where(name)
@@ -103,10 +106,12 @@ class UrlCommit(Commit):
                 loc.where(self._index),
                 "a checkpoint appeared here while writing; pass --force to replace it",
             )
-        clash = had_index and any(loc.exists(n) for n, kind in place if kind in (DATA, ASSET))
+        # an old asset of the same name is overwritten in place (docs/durability.md)
+        clash = had_index and any(loc.exists(n) for n, kind in place if kind == DATA)
         listed = loc.list(f"{self.name}.data-") if had_index else []
         stale = [n for n in (listed or []) if n not in names]
         journal = Journal(self.name, place, [self._index] if clash else [], stale)
+        committed = False
         try:
             self._journal_key = f"{STAGING_PREFIX}{self._staging.token}/{JOURNAL_KEY}"
             loc.write(self._journal_key, journal.encode())
@@ -114,12 +119,30 @@ class UrlCommit(Commit):
             if clash:  # old data are overwritten next: the old index must not point at them
                 loc.delete(self._index)
                 self.steps.reach("aside")
+            placed: list[str] = []
             for name, kind in place:
                 if kind == STATE:
                     continue
                 self._upload(name)
+                placed.append(name)
+                committed = name == journal.point
                 self.steps.reach(f"place-{kind}")
+            self.state = "committed"
+            for name in stale:
+                loc.delete(name)
+            self._forget_leftovers(names)
+            self.steps.reach("clean")
+            if any(kind == STATE for _, kind in place):
+                self._upload(STATE_FILENAME)
+                placed.append(STATE_FILENAME)
+                self.steps.reach("place-state")
+            loc.delete(self._journal_key)
+            self._staging.remove()
         except BaseException as exc:
+            if committed:  # the checkpoint is whole; the journal object marks what is left
+                self.state = "committed"
+                self._staging.release()
+                raise
             before = max(len(self._uploaded) - 1, 0)  # the last one is the one that failed
             self._delete_uploaded()
             self.abort()
@@ -129,18 +152,6 @@ class UrlCommit(Commit):
                     "were deleted again)"
                 ) from None
             raise
-        self.state = "committed"
-        for name in stale:
-            loc.delete(name)
-        self._forget_leftovers(names)
-        self.steps.reach("clean")
-        placed = [n for n, kind in place if kind != STATE]
-        if any(kind == STATE for _, kind in place):
-            self._upload(STATE_FILENAME)
-            placed.append(STATE_FILENAME)
-            self.steps.reach("place-state")
-        loc.delete(self._journal_key)
-        self._staging.remove()
         self.steps.reach("done")
         return tuple(placed)
 

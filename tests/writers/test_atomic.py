@@ -24,7 +24,6 @@ import pytest
 from ckptmap.cli._output import exit_code_for
 from ckptmap.errors import MissingInputError, OutputError
 from ckptmap.readers import open_checkpoint
-from ckptmap.writers.commit import FAULT_ENV, STAGING_PREFIX, pending_commits, recover_folder
 from ckptmap.writers import BundleWriter, write_state_file
 from ckptmap.writers._atomic import (
     TEMP_MARKER,
@@ -34,6 +33,7 @@ from ckptmap.writers._atomic import (
     remove_empty_folders,
     temp_path,
 )
+from ckptmap.writers.commit import FAULT_ENV, STAGING_PREFIX, pending_commits, recover_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,7 +162,7 @@ def test_sigkill_before_the_index_is_in_place_leaves_no_checkpoint(fixture_copy:
         open_checkpoint(prefix)
     assert (folder / "checkpoint").read_bytes() == state_before
     [found] = pending_commits(folder)
-    assert found.phase == "replacing" and not found.live
+    assert (found.phase, found.live) == ("replacing", False)
     recover_folder(folder)  # rolled back: the shards go, with the staging folder
     assert _files(folder) == names_before
 
