@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from ckptmap.cli._output import console, reported_errors
-from ckptmap.options import (
+from ckptmap.cli.options import (
     COMMAND_OPTIONS,
     Resolved,
     click_options,
@@ -19,7 +19,7 @@ from ckptmap.options import (
     resolve_click,
     resolve_options,
 )
-from ckptmap.options._spec import to_text
+from ckptmap.cli.options._spec import to_text
 
 # Options of a command that `config show` uses for itself.
 _OWN = frozenset({"json"})

@@ -14,8 +14,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from ckptmap.cli.options._spec import REQUIRED, field_default
 from ckptmap.errors import UsageError
-from ckptmap.options._spec import REQUIRED, field_default
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def update(config: T, flags: object) -> T:
         UsageError: a string flag names no member of its field's Enum.
 
     Example:
-        >>> from ckptmap.options import RemapOptions
+        >>> from ckptmap.cli.options import RemapOptions
         >>> opts = RemapOptions(old="a", new_graph="g", out="o", shards=4)
         >>> update(opts, {"shards": 2, "force": True}).shards   # set in code: kept
         4
@@ -113,7 +113,7 @@ def link_options(
 
     Example:
         >>> from dataclasses import dataclass
-        >>> from ckptmap.options import RemapOptions
+        >>> from ckptmap.cli.options import RemapOptions
         >>> @link_options(linked_map={"num_shards": "shards"}, options=RemapOptions)
         ... @dataclass(frozen=True)
         ... class WriterSettings:

@@ -18,8 +18,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ckptmap.errors import UsageError
-from ckptmap.options import (
+from ckptmap.cli.options import (
     COMMAND_OPTIONS,
     AssetMode,
     CheckOptions,
@@ -38,7 +37,8 @@ from ckptmap.options import (
     resolve_options,
     update,
 )
-from ckptmap.options._config import read_toml
+from ckptmap.cli.options._config import read_toml
+from ckptmap.errors import UsageError
 
 # --- Monolith's test classes, with the same names, fields and docstrings ---
 
@@ -654,6 +654,6 @@ def test_a_new_command_is_resolved_without_registering_it(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("module", ["_help", "_link", "_resolve"])
 def test_docstring_examples(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(f"ckptmap.options.{module}"))
+    result = doctest.testmod(importlib.import_module(f"ckptmap.cli.options.{module}"))
     assert result.attempted > 0
     assert result.failed == 0

@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ckptmap.options._help import extract_help_info
+from ckptmap.cli.options._help import extract_help_info
 
 ENV_PREFIX = "CKPTMAP_"
 

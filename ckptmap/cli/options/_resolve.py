@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ckptmap.errors import UsageError
-from ckptmap.options._config import (
+from ckptmap.cli.options._config import (
     ConfigFile,
     config_values,
     find_pyproject,
     read_config,
 )
-from ckptmap.options._spec import OptionSpec, option_specs, to_json
-from ckptmap.options._values import BOOL_WORDS, Mismatch, from_env
-from ckptmap.options.commands import COMMAND_OPTIONS
+from ckptmap.cli.options._spec import OptionSpec, option_specs, to_json
+from ckptmap.cli.options._values import BOOL_WORDS, Mismatch, from_env
+from ckptmap.cli.options.commands import COMMAND_OPTIONS
+from ckptmap.errors import UsageError
 
 T = TypeVar("T")
 
@@ -161,7 +161,7 @@ def resolve_options(
         cls: the command's options dataclass.
         command: the command name; selects the config table (``[remap]``).
         cli: the options given on the command line (only those; see
-            :func:`ckptmap.options.resolve_click`).
+            :func:`ckptmap.cli.options.resolve_click`).
         config: a config file; replaces the search for pyproject.toml.
         environ: the environment (``os.environ`` when ``None``); ``CKPTMAP_<FIELD>``
             variables are read, an empty one counts as unset.
@@ -176,7 +176,7 @@ def resolve_options(
             unknown enum value) or environment variable.
 
     Example:
-        >>> from ckptmap.options import RemapOptions
+        >>> from ckptmap.cli.options import RemapOptions
         >>> r = resolve_options(RemapOptions, "remap", cli={"shards": 4}, discover=False,
         ...                     environ={"CKPTMAP_SHARDS": "2", "CKPTMAP_FORCE": "yes"})
         >>> r.values["shards"], r.sources["shards"], r.sources["force"]

@@ -12,13 +12,13 @@ flags. See ``docs/options.md``.
 
 from __future__ import annotations
 
-from ckptmap.options._click import click_options, config_option, option_help, resolve_click
-from ckptmap.options._config import ConfigFile, find_pyproject, key_line, read_config
-from ckptmap.options._help import extract_help_info
-from ckptmap.options._link import apply_links, link_options, linked_options, update
-from ckptmap.options._resolve import CLI, DEFAULT, UNSET, Resolved, resolve_options
-from ckptmap.options._spec import ENV_PREFIX, REQUIRED, OptionSpec, option_specs, to_json
-from ckptmap.options.commands import (
+from ckptmap.cli.options._click import click_options, config_option, option_help, resolve_click
+from ckptmap.cli.options._config import ConfigFile, find_pyproject, key_line, read_config
+from ckptmap.cli.options._help import extract_help_info
+from ckptmap.cli.options._link import apply_links, link_options, linked_options, update
+from ckptmap.cli.options._resolve import CLI, DEFAULT, UNSET, Resolved, resolve_options
+from ckptmap.cli.options._spec import ENV_PREFIX, REQUIRED, OptionSpec, option_specs, to_json
+from ckptmap.cli.options.commands import (
     COMMAND_OPTIONS,
     AssetMode,
     CheckOptions,

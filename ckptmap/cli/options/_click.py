@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from ckptmap.options._resolve import Resolved, resolve_options
-from ckptmap.options._spec import OptionSpec, option_specs, to_text
+from ckptmap.cli.options._resolve import Resolved, resolve_options
+from ckptmap.cli.options._spec import OptionSpec, option_specs, to_text
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,7 +77,7 @@ def click_options(cls: type, *, skip: Iterable[str] = (), nested: bool = True) -
 
     Raises:
         TypeError: ``skip`` names no documented field, or a field's type is
-            unsupported (see :func:`ckptmap.options.option_specs`).
+            unsupported (see :func:`ckptmap.cli.options.option_specs`).
     """
     specs = option_specs(cls, nested=nested)
     skipped = set(skip)
@@ -132,7 +132,7 @@ def resolve_click(ctx: click.Context, cls: type[T], command: str | None = None) 
         command: the config table to read; the command's name when ``None``.
 
     Raises:
-        UsageError: as :func:`ckptmap.options.resolve_options`.
+        UsageError: as :func:`ckptmap.cli.options.resolve_options`.
     """
     specs = option_specs(cls)
     cli = {

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ckptmap.options._spec import OptionSpec
+from ckptmap.cli.options._spec import OptionSpec
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from ckptmap.cli import main
 from ckptmap.cli._output import reported_errors
-from ckptmap.options import (
+from ckptmap.cli.options import (
     COMMAND_OPTIONS,
     AssetMode,
     RemapOptions,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ckptmap.cli.options._spec import OptionSpec
+from ckptmap.cli.options._values import Mismatch, from_toml, toml_repr
 from ckptmap.errors import UsageError
-from ckptmap.options._spec import OptionSpec
-from ckptmap.options._values import Mismatch, from_toml, toml_repr
 
 if sys.version_info >= (3, 11):
     import tomllib
