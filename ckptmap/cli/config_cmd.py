@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from ckptmap.cli._output import console, reported_errors
+from ckptmap.cli._render import print_table
 from ckptmap.cli.options import (
     COMMAND_OPTIONS,
     Resolved,
@@ -44,7 +45,7 @@ def _render(resolved: list[Resolved[Any]], as_json: bool) -> None:
         for name in r.specs:
             value = to_text(r.values[name]) if name in r.values else "(not set)"
             table.add_row(name, value, r.sources[name])
-        console.print(table)
+        print_table(table, keys=(0, 1))
 
 
 @click.group("config")

@@ -9,6 +9,8 @@ import click
 
 from ckptmap.cli._output import console, reported_errors
 from ckptmap.cli._render import display_key, human_bytes, shape_text
+from ckptmap.cli.options import InspectOptions, click_options, config_option, resolve_click
+from ckptmap.errors import UsageError
 
 if TYPE_CHECKING:  # the library (and numpy) load only when the command runs
     from ckptmap.inspect import InspectReport, TensorInfo
@@ -18,46 +20,10 @@ _PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summariz
 
 @click.command("inspect")
 @click.argument("path")
-@click.option(
-    "--step",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="With a model folder, inspect the checkpoint saved at global step N "
-    "instead of the latest one.",
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the report as JSON on stdout, nothing else."
-)
-@click.option(
-    "--stats",
-    is_flag=True,
-    help="Read the values and add min, max, mean, std and NaN/Inf counts per tensor.",
-)
-@click.option(
-    "--verify",
-    is_flag=True,
-    help="Check the CRC32C of every tensor's bytes; exit 3 naming the first damaged tensor.",
-)
-@click.option(
-    "--tensor",
-    metavar="NAME",
-    help="Print the values of this tensor (summarized when large) instead of the listing.",
-)
-@click.option(
-    "--filter",
-    "filter_",
-    metavar="REGEX",
-    help="List only the tensors whose name matches this regular expression (re.search).",
-)
-def inspect_command(
-    path: str,
-    step: int | None,
-    as_json: bool,
-    stats: bool,
-    verify: bool,
-    tensor: str | None,
-    filter_: str | None,
-) -> None:
+@click_options(InspectOptions)
+@config_option()
+@click.pass_context
+def inspect_command(ctx: click.Context, /, path: str, **_: object) -> None:
     """Show what is in a checkpoint.
 
     PATH is a model folder (its `checkpoint` state file names the latest
@@ -77,19 +43,25 @@ def inspect_command(
       ckptmap inspect fixtures/ffm_v2 --json | jq '.totals'
       ckptmap inspect https://example.com/ckpts/model.ckpt-100 --json | jq '.io'
     """
-    if step is not None and path.rstrip("/").endswith(".index"):
-        raise click.UsageError("--step cannot be used with an .index path; pass the model folder")
-    if tensor is not None and as_json:
-        raise click.UsageError("--tensor prints values as text; it cannot be combined with --json")
     from ckptmap.inspect import inspect_checkpoint
 
     with reported_errors():
+        opts = resolve_click(ctx, InspectOptions).options
+        if opts.step is not None and path.rstrip("/").endswith(".index"):
+            raise UsageError("--step cannot be used with an .index path; pass the model folder")
+        if opts.tensor is not None and opts.json:
+            raise UsageError("--tensor prints values as text; it cannot be combined with --json")
         report = inspect_checkpoint(
-            path, step=step, stats=stats, verify=verify, filter=filter_, tensor=tensor
+            path,
+            step=opts.step,
+            stats=opts.stats,
+            verify=opts.verify,
+            filter=opts.filter,
+            tensor=opts.tensor,
         )
-        if as_json:
+        if opts.json:
             click.echo(json.dumps(report.to_json()))
-        elif tensor is not None:
+        elif opts.tensor is not None:
             _print_values(report)
         else:
             _print_report(report)

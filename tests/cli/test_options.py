@@ -385,7 +385,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
         "--new-graph",
         "CKPTMAP_NEW_GRAPH",
     )
-    assert set(COMMAND_OPTIONS) == {"inspect", "check", "remap"}
+    assert set(COMMAND_OPTIONS) == {"inspect", "check", "remap", "alias", "convert"}
 
 
 @pytest.mark.parametrize(
@@ -397,7 +397,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
             "Generate the remaining aliases with Monolith's heuristics. [bool; default: true]",
         ),
         ("candidate_cutoff", "[float; default: 0.5]"),
-        ("saver", '[str; default: ""]'),
+        ("saver", "[str; default: none]"),  # None, as PlanInputs: the default saver
         ("out", "model folder with a 'checkpoint' state file. [str; required]"),
         ("alias_map", "[path; default: none]"),
         ("on_existing_assets", "[enum; default: link]"),

@@ -20,10 +20,14 @@ from ckptmap.cli.options._resolve import CLI, DEFAULT, UNSET, Resolved, resolve_
 from ckptmap.cli.options._spec import ENV_PREFIX, REQUIRED, OptionSpec, option_specs, to_json
 from ckptmap.cli.options.commands import (
     COMMAND_OPTIONS,
+    AliasOptions,
     AssetMode,
     CheckOptions,
+    ConvertOptions,
     InspectOptions,
+    PlanOptions,
     RemapOptions,
+    StoreFormat,
 )
 
 __all__ = [
@@ -33,13 +37,17 @@ __all__ = [
     "ENV_PREFIX",
     "REQUIRED",
     "UNSET",
+    "AliasOptions",
     "AssetMode",
     "CheckOptions",
     "ConfigFile",
+    "ConvertOptions",
     "InspectOptions",
     "OptionSpec",
+    "PlanOptions",
     "RemapOptions",
     "Resolved",
+    "StoreFormat",
     "apply_links",
     "click_options",
     "config_option",

@@ -102,7 +102,7 @@ def config_option() -> Callable[[F], F]:
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
         help=(
-            "A TOML config file (shared keys and [inspect]/[check]/[remap] tables). "
+            "A TOML config file (shared keys and one table per command: [remap], ...). "
             "Default: [tool.ckptmap] of the nearest pyproject.toml."
         ),
     )

@@ -2,8 +2,10 @@
 
 Each field with a ``:param`` line becomes an option everywhere: the
 ``--field-name`` flag, the ``field_name`` config key and the
-``CKPTMAP_FIELD_NAME`` environment variable. ``RemapOptions`` extends
-``CheckOptions``: ``remap`` plans exactly as ``check`` does, then writes.
+``CKPTMAP_FIELD_NAME`` environment variable. The planning commands share
+:class:`PlanOptions`: ``alias`` takes just those, ``check`` adds how to report,
+and ``RemapOptions`` extends ``CheckOptions``: ``remap`` plans exactly as
+``check`` does, then writes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
+
+from ckptmap.errors import UsageError
+
+
+def _check_step(step: int | None) -> None:
+    if step is not None and step < 0:
+        raise UsageError(f"step {step} is negative; a global step is 0 or more")
 
 
 class AssetMode(Enum):
@@ -32,8 +41,10 @@ class InspectOptions:
     :param json: print the report as JSON on stdout, nothing else.
     :param stats: read the values and add min, max, mean, std and NaN/Inf
         counts per tensor.
-    :param verify: check the CRC32C of every tensor's bytes.
-    :param tensor: print the values of this tensor instead of the listing.
+    :param verify: check the CRC32C of every tensor's bytes; exit 3 naming the
+        first damaged tensor.
+    :param tensor: print the values of this tensor (summarized when large)
+        instead of the listing.
     :param filter: list only the tensors whose name matches this regular
         expression (re.search).
     """
@@ -45,10 +56,16 @@ class InspectOptions:
     tensor: str | None = None
     filter: str | None = None
 
+    def __post_init__(self) -> None:
+        _check_step(self.step)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CheckOptions:
-    """Options of ``ckptmap check``: would the new model restore from the old checkpoint?
+class PlanOptions:
+    """The options every planning command shares (``alias``, ``check``, ``remap``).
+
+    Their defaults are those of :class:`ckptmap.migration.PlanInputs`, which the
+    commands build from them (a test pins that the two agree).
 
     :param old: the old checkpoint: a prefix, its .index file, or a folder
         with a 'checkpoint' state file.
@@ -65,16 +82,11 @@ class CheckOptions:
     :param allow_missing: accept new variables that have no source (they
         keep their initializers) instead of failing.
     :param saver: the name scope of the saver whose restore op lists the new
-        model's keys (e.g. save_1); the default saver when empty.
+        model's keys (e.g. save_1); the default saver when not set.
     :param step: the checkpoint step to read from a folder with several
         checkpoints; the latest when not set.
     :param candidate_cutoff: how similar (0 to 1) an old key must be to an
         unresolved variable's name to be listed as a candidate.
-    :param json: print a JSON report instead of tables.
-    :param quiet: print nothing but errors; the exit status tells the result.
-    :param explain: show why each variable got its source.
-    :param junit: also write the report as a JUnit XML file here (one test
-        case per key the new model restores), for CI dashboards.
     """
 
     old: Path
@@ -85,9 +97,28 @@ class CheckOptions:
     clear_nn: bool = False
     continue_training: bool = False
     allow_missing: bool = False
-    saver: str = ""
+    saver: str | None = None
     step: int | None = None
     candidate_cutoff: float = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AliasOptions(PlanOptions):
+    """Options of ``ckptmap alias``: the planning options only (it always prints JSON)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckOptions(PlanOptions):
+    """Options of ``ckptmap check``: would the new model restore from the old checkpoint?
+
+    :param json: print a JSON report instead of tables.
+    :param quiet: print nothing but errors (no tables, no progress); the exit
+        status tells the result.
+    :param explain: show why each variable got its source.
+    :param junit: also write the report as a JUnit XML file here (one test
+        case per key the new model restores), for CI dashboards.
+    """
+
     json: bool = False
     quiet: bool = False
     explain: bool = False
@@ -119,7 +150,53 @@ class RemapOptions(CheckOptions):
     on_existing_assets: AssetMode = AssetMode.LINK
 
 
+class StoreFormat(Enum):
+    """The store formats ``ckptmap convert`` writes (``ckptmap.convert.WRITERS``)."""
+
+    ZARR3 = "zarr3"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConvertOptions:
+    """Options of ``ckptmap convert``: export a checkpoint to another store format.
+
+    :param old: the checkpoint to convert: a model folder, a checkpoint prefix
+        or its .index file.
+    :param to: the store format to write.
+    :param out: where to write the store: a local folder, or a file://,
+        memory://, gs:// or s3:// URL.
+    :param ocdbt: write the arrays inside one OCDBT database (fewer, larger
+        files) instead of one file per chunk.
+    :param step: with a model folder, convert the checkpoint saved at this
+        global step instead of the latest one.
+    :param chunk_mib: the largest zarr chunk, in MiB (tensors that fit are one
+        chunk); more than 0.
+    :param force: replace an existing store at --out.
+    :param json: print the report as JSON on stdout, nothing else.
+    """
+
+    old: Path
+    to: StoreFormat
+    out: str
+    ocdbt: bool = False
+    step: int | None = None
+    chunk_mib: float = 8.0
+    force: bool = False
+    json: bool = False
+
+    def __post_init__(self) -> None:
+        _check_step(self.step)
+        if not self.chunk_mib > 0:
+            raise UsageError(f"chunk_mib {self.chunk_mib} must be more than 0 (a size in MiB)")
+
+
 COMMAND_OPTIONS: Mapping[str, type] = MappingProxyType(
-    {"inspect": InspectOptions, "check": CheckOptions, "remap": RemapOptions}
+    {
+        "inspect": InspectOptions,
+        "check": CheckOptions,
+        "remap": RemapOptions,
+        "alias": AliasOptions,
+        "convert": ConvertOptions,
+    }
 )
 """The options dataclass of each command; their keys are the config tables."""
