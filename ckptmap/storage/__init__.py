@@ -12,7 +12,8 @@ The package:
 * :mod:`~ckptmap.storage.location`: the :class:`Location` interface, :func:`open_location`;
 * :mod:`~ckptmap.storage.local`: :class:`LocalLocation`;
 * :mod:`~ckptmap.storage.kvstore`: :class:`KvLocation` (tensorstore, imported on first use);
-* :mod:`~ckptmap.storage.io`: counting remote bytes (:func:`measure_io`).
+* :mod:`~ckptmap.storage.io`: counting remote bytes (:func:`measure_io`);
+* :mod:`~ckptmap.storage.staging`: the names readers skip (commit staging folders).
 
 How an output is committed (staging folder, commit order, locks) is the
 writers' business: :mod:`ckptmap.writers.commit`.
@@ -28,6 +29,7 @@ from ckptmap.storage.io import IoCounter, measure_io
 from ckptmap.storage.kvstore import KvLocation, translate_error, upload_files
 from ckptmap.storage.local import LocalLocation
 from ckptmap.storage.location import Location, open_location, open_parent
+from ckptmap.storage.staging import STAGING_PREFIX, is_staging_name
 from ckptmap.storage.urls import (
     SUPPORTED_SCHEMES,
     check_scheme,
@@ -38,12 +40,14 @@ from ckptmap.storage.urls import (
 )
 
 __all__ = [
+    "STAGING_PREFIX",
     "SUPPORTED_SCHEMES",
     "IoCounter",
     "KvLocation",
     "LocalLocation",
     "Location",
     "check_scheme",
+    "is_staging_name",
     "is_url",
     "kvstore_spec",
     "location_text",

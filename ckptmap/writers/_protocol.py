@@ -1,5 +1,8 @@
 """The parts of the commit protocol shared by local and URL outputs.
 
+``STAGING_PREFIX`` itself lives in :mod:`ckptmap.storage.staging`, where the
+readers find it.
+
 The step names and the fault hook, the :class:`Commit` interface, the order in
 which files are put into place, and the journal. The protocol itself is
 described in :mod:`ckptmap.writers.commit` and ``docs/durability.md``.
@@ -12,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -20,11 +24,12 @@ from pathlib import Path
 from types import TracebackType
 
 from ckptmap.errors import OutputError, UsageError
+from ckptmap.storage.staging import STAGING_PREFIX
 from ckptmap.writers.state import STATE_FILENAME
 
-STAGING_PREFIX = ".ckptmap-staging-"
 FAULT_ENV = "CKPTMAP_FAULT_AT"
 FAULT_LOG_ENV = "CKPTMAP_FAULT_LOG"
+FAULT_PAUSE_ENV = "CKPTMAP_FAULT_PAUSE"
 JOURNAL_FORMAT = "ckptmap-commit/1"
 
 STEPS = (
@@ -56,7 +61,9 @@ class Steps:
     ``CKPTMAP_FAULT_AT=<step>`` (or ``<step>#<n>`` for the n-th time that step
     is reached) makes the process SIGKILL itself there; ``CKPTMAP_FAULT_LOG=<file>``
     appends each ``<step>#<n>`` reached to that file, so a test can list every
-    boundary of a run and then kill a second run at each one.
+    boundary of a run and then kill a second run at each one;
+    ``CKPTMAP_FAULT_PAUSE=<step>[#<n>]:<seconds>`` sleeps there (to make two
+    runs overlap).
     """
 
     def __init__(self) -> None:
@@ -71,6 +78,9 @@ class Steps:
                 file.write(label + "\n")
         if os.environ.get(FAULT_ENV) in (step, label):
             os.kill(os.getpid(), signal.SIGKILL)
+        where, _, seconds = os.environ.get(FAULT_PAUSE_ENV, "").rpartition(":")
+        if where in (step, label):
+            time.sleep(float(seconds))
         if fault_hook is not None:
             fault_hook(label)
 

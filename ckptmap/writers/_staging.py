@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ckptmap.errors import OutputError
+from ckptmap.storage.staging import STAGING_PREFIX
 from ckptmap.writers._atomic import fsync_dir, new_token, output_error
-from ckptmap.writers._protocol import STAGING_PREFIX, STATE, Journal, remove_tree
+from ckptmap.writers._protocol import STATE, Journal, remove_tree
 
 log = logging.getLogger(__name__)
 

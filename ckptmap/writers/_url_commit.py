@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ckptmap.errors import CkptmapError, InputError, OutputError, OutputExistsError, UsageError
 from ckptmap.storage import Location, open_location, split_name
+from ckptmap.storage.staging import STAGING_PREFIX
 from ckptmap.writers._protocol import (
     DATA,
-    STAGING_PREFIX,
     STATE,
     Commit,
     Journal,

@@ -65,7 +65,8 @@ rename). Any failure deletes every file uploaded so far.
 Fault injection: every step boundary calls :class:`~ckptmap.writers._protocol.Steps`
 with its name (:data:`STEPS`): ``CKPTMAP_FAULT_AT=<step>`` or ``<step>#<n>``
 SIGKILLs the process there, ``CKPTMAP_FAULT_LOG=<file>`` records each
-``<step>#<n>`` reached, and tests may set :data:`fault_hook`.
+``<step>#<n>`` reached, ``CKPTMAP_FAULT_PAUSE=<step>:<seconds>`` sleeps there,
+and tests may install a function with :func:`set_fault_hook`.
 
 Example:
     >>> with open_commit("out/model.ckpt-100", force=True) as output:  # doctest: +SKIP
@@ -83,12 +84,13 @@ from pathlib import Path
 
 from ckptmap.errors import UsageError
 from ckptmap.storage import is_url, location_text, open_location
+from ckptmap.storage.staging import STAGING_PREFIX, is_staging_name
 from ckptmap.writers import _protocol
 from ckptmap.writers._local_commit import LocalCommit
 from ckptmap.writers._protocol import (
     FAULT_ENV,
     FAULT_LOG_ENV,
-    STAGING_PREFIX,
+    FAULT_PAUSE_ENV,
     STEPS,
     Commit,
 )
@@ -98,6 +100,7 @@ from ckptmap.writers._url_commit import UrlCommit, url_journals
 __all__ = [
     "FAULT_ENV",
     "FAULT_LOG_ENV",
+    "FAULT_PAUSE_ENV",
     "STAGING_PREFIX",
     "STEPS",
     "Commit",
@@ -132,14 +135,6 @@ def open_commit(prefix: str | os.PathLike[str], *, force: bool = False) -> Commi
             "(e.g. out/model.ckpt-100)"
         )
     return LocalCommit(Path(os.path.abspath(text)), force=force)
-
-
-def is_staging_name(name: str) -> bool:
-    """Whether a file or folder name (or the first part of a ``/`` path) is a staging folder's.
-
-    Readers skip such names: nothing in a staging folder is part of a checkpoint.
-    """
-    return name.split("/", 1)[0].startswith(STAGING_PREFIX)
 
 
 def pending_commits(folder: str | os.PathLike[str]) -> list[PendingCommit]:
