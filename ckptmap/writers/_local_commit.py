@@ -62,6 +62,10 @@ def existing_checkpoint(folder: Path, name: str) -> list[str]:
 class LocalCommit(Commit):
     """A commit into a local folder (see :mod:`ckptmap.writers.commit`).
 
+    With ``whole_folder`` the output is the one folder ``prefix`` (a zarr
+    store): it is staged empty at :attr:`stage_prefix`, and the commit renames
+    it into place (an old one moves aside first and is deleted after).
+
     Opening it takes the folder lock briefly: stale staging folders are
     resolved, an existing checkpoint is refused without ``force``, a running
     writer of the same prefix is refused, and this commit's staging folder is
@@ -70,12 +74,13 @@ class LocalCommit(Commit):
 
     is_local = True
 
-    def __init__(self, prefix: Path, *, force: bool) -> None:
+    def __init__(self, prefix: Path, *, force: bool, whole_folder: bool = False) -> None:
         super().__init__()
         self.prefix = str(prefix)
         self.name = prefix.name
         self.force = force
         self.folder = prefix.parent
+        self.whole_folder = whole_folder
         self.found: list[PendingCommit] = []
         self._journal: Journal | None = None
         self._committed = False
@@ -99,6 +104,8 @@ class LocalCommit(Commit):
             raise
         self.stage_folder = self._staging.path
         try:
+            if whole_folder:
+                self.stage_path(self.name).mkdir()
             self.steps.reach("staging")
         except BaseException:
             self.abort()
@@ -113,6 +120,10 @@ class LocalCommit(Commit):
             raise OutputExistsError(self.folder / name, "asset exists; pass --force to replace it")
 
     def _refuse_existing(self, *, before: bool) -> None:
+        if self.whole_folder:
+            if before and not self.force and os.path.lexists(self.prefix):
+                raise OutputExistsError(self.prefix, "already exists (pass --force to replace it)")
+            return
         existing = existing_checkpoint(self.folder, self.name)
         if not existing or self.force:
             return
@@ -177,7 +188,9 @@ class LocalCommit(Commit):
             names.append(STATE_FILENAME)
         place = commit_order(names, self.name)
         index = f"{self.name}.index"
-        old = set(existing_checkpoint(self.folder, self.name)) | set(present)
+        old = set(present)
+        if not self.whole_folder:
+            old |= set(existing_checkpoint(self.folder, self.name))
         clash = [n for n, kind in place if n in old and kind not in (INDEX, STATE)]
         aside = ([index] if clash and index in old else []) + clash
         stale = sorted(n for n in old if n not in names)

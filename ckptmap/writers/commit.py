@@ -113,10 +113,21 @@ __all__ = [
 ]
 
 
-def open_commit(prefix: str | os.PathLike[str], *, force: bool = False) -> Commit:
+def open_commit(
+    prefix: str | os.PathLike[str], *, force: bool = False, whole_folder: bool = False
+) -> Commit:
     """Start writing the output at ``prefix`` (a local path or a URL).
 
     Missing local folders are created (and removed again on abort).
+
+    Args:
+        prefix: the checkpoint prefix (``out/model.ckpt-100``), or with
+            ``whole_folder`` the output folder itself (``out/store.zarr``).
+        force: replace what is there.
+        whole_folder: the output is one folder (a zarr store), staged empty at
+            :attr:`Commit.stage_prefix` and renamed into place whole at the
+            commit; local paths only. Without ``force`` an existing one is
+            refused (``... already exists (pass --force to replace it)``).
 
     Raises:
         UsageError: if ``prefix`` is empty or names a folder.
@@ -125,6 +136,12 @@ def open_commit(prefix: str | os.PathLike[str], *, force: bool = False) -> Commi
         OutputError: if the output folder cannot be created or written.
     """
     text = location_text(prefix)
+    if whole_folder:
+        if is_url(text):
+            raise UsageError(f"{text}: a whole-folder commit needs a local path")
+        return LocalCommit(
+            Path(os.path.abspath(text.rstrip("/" + os.sep))), force=force, whole_folder=True
+        )
     if is_url(text):
         if text.endswith("/"):
             raise UsageError(f"{text!r} is a folder; a checkpoint prefix names files")
