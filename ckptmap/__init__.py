@@ -7,7 +7,8 @@ The library surface, one call per command:
 - :func:`plan_remap` / :func:`execute` / :func:`remap` — write the migrated
   checkpoint (``ckptmap remap``);
 - :func:`plan_aliases` — which old key feeds each new key, and why;
-- :func:`open_checkpoint`, :func:`read_model_spec`, :class:`BundleWriter` — the
+- :func:`open_source` (any checkpoint source), :func:`open_checkpoint` (a
+  TensorFlow checkpoint), :func:`read_model_spec`, :class:`BundleWriter` — the
   readers and the writer underneath.
 
 TensorFlow is never imported; the in-graph adapter lives in ``ckptmap.tf``.
@@ -15,8 +16,6 @@ TensorFlow is never imported; the in-graph adapter lives in ``ckptmap.tf``.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -25,7 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AliasPlan": "ckptmap.alias",
     "BundleWriter": "ckptmap.writers.tf_bundle",
-    "CheckReport": "ckptmap.check",
+    "CheckReport": "ckptmap.migration",
     "Checkpoint": "ckptmap.readers.tf_bundle",
     "CkptmapError": "ckptmap.errors",
     "CorruptCheckpointError": "ckptmap.errors",
@@ -36,8 +35,9 @@ _LAZY = {
     "ModelSpec": "ckptmap.spec",
     "OutputError": "ckptmap.errors",
     "OutputExistsError": "ckptmap.errors",
-    "RemapPlan": "ckptmap.remap",
-    "RemapResult": "ckptmap.remap",
+    "PlanInputs": "ckptmap.migration",
+    "RemapPlan": "ckptmap.migration",
+    "RemapResult": "ckptmap.migration",
     "Rule": "ckptmap.naming",
     "SliceSpec": "ckptmap.split",
     "TensorEntry": "ckptmap.readers.tf_bundle",
@@ -45,20 +45,21 @@ _LAZY = {
     "UnresolvedError": "ckptmap.errors",
     "UnsupportedInputError": "ckptmap.errors",
     "UsageError": "ckptmap.errors",
-    "check": "ckptmap.check",
-    "execute": "ckptmap.remap",
+    "Verdict": "ckptmap.migration",
+    "check": "ckptmap.migration",
+    "execute": "ckptmap.migration",
     "inspect_checkpoint": "ckptmap.inspect",
     "open_checkpoint": "ckptmap.readers.tf_bundle",
     "parse_rule": "ckptmap.naming",
     "plan_aliases": "ckptmap.alias",
-    "plan_remap": "ckptmap.remap",
+    "open_source": "ckptmap.readers.source",
+    "plan_remap": "ckptmap.migration",
     "read_model_spec": "ckptmap.readers.graph",
-    "remap": "ckptmap.remap",
+    "remap": "ckptmap.migration",
 }
 
 if TYPE_CHECKING:
     from ckptmap.alias import AliasPlan, plan_aliases
-    from ckptmap.check import CheckReport, check
     from ckptmap.errors import (
         CkptmapError,
         CorruptCheckpointError,
@@ -71,10 +72,21 @@ if TYPE_CHECKING:
         UsageError,
     )
     from ckptmap.inspect import InspectReport, inspect_checkpoint
+    from ckptmap.migration import (
+        CheckReport,
+        PlanInputs,
+        RemapPlan,
+        RemapResult,
+        Verdict,
+        check,
+        execute,
+        plan_remap,
+        remap,
+    )
     from ckptmap.naming import Rule, parse_rule
     from ckptmap.readers.graph import read_model_spec
+    from ckptmap.readers.source import open_source
     from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
-    from ckptmap.remap import RemapPlan, RemapResult, execute, plan_remap, remap
     from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
     from ckptmap.split import SliceSpec
     from ckptmap.writers.tf_bundle import BundleWriter
@@ -95,35 +107,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-class _Package(types.ModuleType):
-    """The functions ``check`` and ``remap`` share their names with their modules.
-
-    Importing ``ckptmap.check`` makes the import system set the package attribute
-    ``check`` to the module; here that attribute stays the function, so
-    ``ckptmap.check(...)`` works whatever was imported before. The modules stay
-    reachable as ``sys.modules["ckptmap.check"]`` and through ``from ... import``.
-    """
-
-    @property
-    def check(self) -> Any:
-        return __getattr__("check")
-
-    @check.setter
-    def check(self, value: Any) -> None:  # the import system storing the module
-        pass
-
-    @property
-    def remap(self) -> Any:
-        return __getattr__("remap")
-
-    @remap.setter
-    def remap(self, value: Any) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 __all__ = [
     "AliasPlan",
     "BundleWriter",
@@ -138,6 +121,7 @@ __all__ = [
     "ModelSpec",
     "OutputError",
     "OutputExistsError",
+    "PlanInputs",
     "RemapPlan",
     "RemapResult",
     "Rule",
@@ -147,11 +131,13 @@ __all__ = [
     "UnresolvedError",
     "UnsupportedInputError",
     "UsageError",
+    "Verdict",
     "__version__",
     "check",
     "execute",
     "inspect_checkpoint",
     "open_checkpoint",
+    "open_source",
     "parse_rule",
     "plan_aliases",
     "plan_remap",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,7 +44,7 @@ from ckptmap.naming import (
     strip_partition,
 )
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
-from ckptmap.split import Box, slice_box
+from ckptmap.split import Box, box_of, intersect
 
 __all__ = [
     "CLEAR_NN",
@@ -478,7 +479,10 @@ class _Planner:
         wanted = node_name(name)
         var = self.new.variables.get(wanted)
         if var is not None and var.key in self.new.keys:
-            key, box = var.key, (slice_box(var.slice) if var.slice is not None else None)
+            key, box = (
+                var.key,
+                (box_of(var.slice, var.slice.full_shape) if var.slice is not None else None),
+            )
         elif wanted in self.new.keys:
             key, box = wanted, None
         else:
@@ -831,11 +835,7 @@ def _raise_conflict(
     key: str, first: tuple[str, str, Box | None], second: tuple[str, str, Box | None]
 ) -> None:
     (name_a, old_a, box_a), (name_b, old_b, box_b) = first, second
-    overlap = (
-        box_a is None
-        or box_b is None
-        or all(max(a0, b0) < min(a1, b1) for (a0, a1), (b0, b1) in zip(box_a, box_b, strict=True))
-    )
+    overlap = box_a is None or box_b is None or intersect(box_a, box_b) is not None
     if overlap:
         raise AliasError(
             f"alias map entries {name_a!r} -> {old_a!r} and {name_b!r} -> {old_b!r} both feed"
@@ -858,6 +858,7 @@ def plan_aliases(
     clear_nn: bool = False,
     continue_training: bool = False,
     candidate_cutoff: float = CANDIDATE_CUTOFF,
+    map_file: str | os.PathLike[str] | None = None,
 ) -> AliasPlan:
     """Decide which old checkpoint key feeds each key the new model restores.
 
@@ -878,6 +879,8 @@ def plan_aliases(
         candidate_cutoff: list an old key as a candidate of an unresolved key only
             when its name similarity (0 to 1) reaches this; the plausible sources
             an automatic step could not choose between are always listed.
+        map_file: the file ``explicit`` was read from; errors about its entries
+            name it.
 
     Returns:
         The plan. It never raises for odd names; what cannot be decided is in
@@ -909,7 +912,12 @@ def plan_aliases(
     if clear_nn:
         planner.drop_for_clear_nn(continue_training)
     if explicit:
-        planner.match_explicit(explicit)
+        try:
+            planner.match_explicit(explicit)
+        except AliasError as err:
+            if map_file is None:
+                raise
+            raise AliasError(f"{os.fspath(map_file)}: {err}") from None
     planner.match_rules(parsed)
     if auto:
         planner.match_auto()

@@ -5,30 +5,32 @@ TensorFlow's ``shape_and_slices`` strings and ``TensorSliceProto`` do
 (tf-checkpoint-format.md §6). This module works on shapes and numpy arrays
 only; it knows nothing about files.
 
-Partition plans (below :class:`SliceSpec`): :func:`split_tensor`,
-:func:`merge_slices` and :func:`repartition` move data between a full tensor
-and its slices; :func:`even_partition` makes the slices TensorFlow's
-partitioners make; :func:`plan_slice` says which stored pieces feed a requested
-slice; :func:`byte_ranges` finds the byte runs of a slice in a C-order tensor
-so a writer can copy them without decoding.
+This is the partition engine of ckptmap (below :class:`SliceSpec`): box
+arithmetic (:func:`box_of`, :func:`intersect`); the one tiling check
+(:func:`check_tiling`: no gap, no overlap); :func:`plan_slice`, which stored
+pieces feed a requested slice, and :func:`assemble_slice`, which builds it;
+:func:`merge_slices`, a whole tensor from its slices; :func:`byte_ranges`, the
+byte runs of a slice in a C-order tensor, so a writer can copy them without
+decoding; and :func:`even_partition`, the slices TensorFlow's fixed-size
+partitioners make. The migration plans (:mod:`ckptmap.migration.pieces`), the
+readers and the in-graph adapter all use it; none of them keeps box logic of
+its own.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.errors import CkptmapError
+# The errors of this module live in errors.py; ``as`` re-exports them from here too.
+from ckptmap.errors import PartitionError as PartitionError
+from ckptmap.errors import SliceSpecError as SliceSpecError
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
-
-
-class SliceSpecError(CkptmapError, ValueError):
-    """A slice-spec string or extent list is malformed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +146,18 @@ Box = tuple[tuple[int, int], ...]
 MAX_BYTE_RANGES = 1024
 
 
-class PartitionError(CkptmapError, ValueError):
-    """Slices do not fit together: a gap, an overlap, or a request they do not cover."""
+def box_of(spec: SliceSpec | None, full_shape: Sequence[int]) -> Box:
+    """``(start, stop)`` per dimension of a slice within its full tensor.
 
+    ``None`` stands for the whole tensor (a key stored unsliced).
 
-def slice_box(spec: SliceSpec) -> Box:
-    """``(start, stop)`` per dimension of ``spec`` within its full tensor."""
+    >>> box_of(SliceSpec.parse("6 4 2,3:-"), (6, 4))
+    ((2, 5), (0, 4))
+    >>> box_of(None, (6, 4))
+    ((0, 6), (0, 4))
+    """
+    if spec is None:
+        return tuple((0, int(d)) for d in full_shape)
     return tuple(
         (0, d) if ln == -1 else (st, st + ln)
         for d, (st, ln) in zip(spec.full_shape, spec.extents, strict=True)
@@ -163,7 +171,8 @@ def _volume(box: Box) -> int:
     return count
 
 
-def _intersect(a: Box, b: Box) -> Box | None:
+def intersect(a: Box, b: Box) -> Box | None:
+    """The box two boxes share, or ``None`` when they share no element."""
     out = tuple((max(a0, b0), min(a1, b1)) for (a0, a1), (b0, b1) in zip(a, b, strict=True))
     return None if any(stop <= start for start, stop in out) else out
 
@@ -201,7 +210,7 @@ def _first_overlap(boxes: Sequence[Box]) -> tuple[int, int] | None:
         for j in order[pos + 1 :]:
             if rank and boxes[j][axis][0] >= stop:
                 break
-            if _intersect(boxes[i], boxes[j]) is not None:
+            if intersect(boxes[i], boxes[j]) is not None:
                 return (min(i, j), max(i, j))
     return None
 
@@ -213,10 +222,11 @@ def check_tiling(specs: Sequence[SliceSpec], full_shape: Sequence[int]) -> None:
     readers (a saver's slices) and the partition plans all call it, and add
     where the slices came from to the message.
 
-    >>> check_tiling([SliceSpec.parse("4 0,2"), SliceSpec.parse("4 3,1")], (4,))
-    Traceback (most recent call last):
-    ...
-    ckptmap.split.PartitionError: slices cover 3 of the 4 elements of a tensor of shape [4] (a slice is missing)
+    >>> try:
+    ...     check_tiling([SliceSpec.parse("4 0,2"), SliceSpec.parse("4 3,1")], (4,))
+    ... except PartitionError as err:
+    ...     print(err)
+    slices cover 3 of the 4 elements of a tensor of shape [4] (a slice is missing)
 
     Raises:
         SliceSpecError: if a slice belongs to a tensor of another shape.
@@ -225,7 +235,7 @@ def check_tiling(specs: Sequence[SliceSpec], full_shape: Sequence[int]) -> None:
     shape = tuple(int(d) for d in full_shape)
     for spec in specs:
         _check_full_shape(spec, shape, "slice")
-    boxes = [slice_box(s) for s in specs]
+    boxes = [box_of(s, s.full_shape) for s in specs]
     pair = _first_overlap(boxes)
     if pair is not None:
         a, b = (specs[i].format() for i in pair)
@@ -237,22 +247,6 @@ def check_tiling(specs: Sequence[SliceSpec], full_shape: Sequence[int]) -> None:
             f"slices cover {covered} of the {total} elements of a tensor of shape"
             f" {list(shape)} (a slice is missing)"
         )
-
-
-def split_tensor(x: NDArray[Any], slices: Sequence[SliceSpec]) -> list[NDArray[Any]]:
-    """Cut ``x`` into ``slices`` (views into ``x``; copy them if ``x`` will change).
-
-    >>> x = np.arange(20).reshape(10, 2)
-    >>> [p.shape for p in split_tensor(x, even_partition(x.shape, 0, 3))]
-    [(4, 2), (3, 2), (3, 2)]
-
-    Raises:
-        SliceSpecError: if a slice is not a slice of a tensor of ``x``'s shape.
-    """
-    shape = tuple(int(d) for d in x.shape)
-    for spec in slices:
-        _check_full_shape(spec, shape, "slice")
-    return [x[_index(slice_box(spec))] for spec in slices]
 
 
 def _check_parts(
@@ -295,7 +289,7 @@ def merge_slices(
     dtype = _check_parts(parts, shape)
     out = np.empty(shape, dtype=dtype)
     for spec, arr in parts:
-        out[_index(slice_box(spec))] = arr
+        out[_index(box_of(spec, spec.full_shape))] = arr
     return out
 
 
@@ -402,15 +396,17 @@ def plan_slice(
     for spec in stored:
         if spec is not None:
             _check_full_shape(spec, shape, "stored slice")
-        boxes.append(tuple((0, d) for d in shape) if spec is None else slice_box(spec))
-    tbox = slice_box(target)
+        boxes.append(
+            tuple((0, d) for d in shape) if spec is None else box_of(spec, spec.full_shape)
+        )
+    tbox = box_of(target, target.full_shape)
     for i, (spec, box) in enumerate(zip(stored, boxes, strict=True)):
         if box == tbox:
             whole = tuple((0, e - s) for s, e in box)
             return SlicePlan(target, (SlicePiece(i, spec, whole, whole),), direct=True)
     pieces = []
     for i, (spec, box) in enumerate(zip(stored, boxes, strict=True)):
-        inter = _intersect(box, tbox)
+        inter = intersect(box, tbox)
         if inter is not None:
             pieces.append(SlicePiece(i, spec, _relative(inter, box), _relative(inter, tbox)))
     pair = _first_overlap([p.target_box for p in pieces])
@@ -427,35 +423,46 @@ def plan_slice(
     return SlicePlan(target, tuple(pieces))
 
 
-def assemble_slice(plan: SlicePlan, stored: Sequence[NDArray[Any]]) -> NDArray[Any]:
+def assemble_slice(
+    plan: SlicePlan, stored: Sequence[NDArray[Any]] | Mapping[int, NDArray[Any]]
+) -> NDArray[Any]:
     """Carry out a :class:`SlicePlan`: build the requested slice from the stored arrays.
 
     Args:
         plan: the plan from :func:`plan_slice`.
-        stored: the stored pieces' arrays, in the order given to :func:`plan_slice`.
+        stored: the stored pieces' arrays, in the order given to :func:`plan_slice`,
+            or a mapping from that position to the array (only the pieces the plan
+            names need to be there).
 
     Raises:
         PartitionError: if an array the plan needs is missing or has the wrong shape.
     """
     import numpy as np
 
+    def get(index: int) -> NDArray[Any]:
+        try:
+            return stored[index]
+        except (IndexError, KeyError):
+            raise PartitionError(f"stored piece {index} is missing (got {len(stored)})") from None
+
     if not stored:
         raise PartitionError(f"no stored arrays given for {plan.target.format()!r}")
     if plan.direct:
         index = plan.pieces[0].index
-        if index >= len(stored) or tuple(stored[index].shape) != plan.target.shape:
+        arr = get(index)
+        if tuple(arr.shape) != plan.target.shape:
             raise PartitionError(
                 f"stored piece {index} must be the requested slice {plan.target.format()!r}"
             )
-        return stored[index]
-    first = plan.pieces[0].index if plan.pieces else 0
-    if first >= len(stored):
-        raise PartitionError(f"stored piece {first} is missing (got {len(stored)})")
-    out = np.empty(plan.target.shape, dtype=stored[first].dtype)
+        return arr
+    if plan.pieces:
+        dtype = get(plan.pieces[0].index).dtype
+    else:  # an empty target: any stored array gives the dtype
+        values = list(stored.values()) if isinstance(stored, Mapping) else list(stored)
+        dtype = values[0].dtype
+    out = np.empty(plan.target.shape, dtype=dtype)
     for piece in plan.pieces:
-        if piece.index >= len(stored):
-            raise PartitionError(f"stored piece {piece.index} is missing (got {len(stored)})")
-        arr = stored[piece.index]
+        arr = get(piece.index)
         want = tuple(e for _, e in piece.source_box)
         if arr.ndim != len(want) or any(a < w for a, w in zip(arr.shape, want, strict=True)):
             raise PartitionError(
@@ -463,32 +470,6 @@ def assemble_slice(plan: SlicePlan, stored: Sequence[NDArray[Any]]) -> NDArray[A
                 f" box {[list(b) for b in piece.source_box]}"
             )
         out[_index(piece.target_box)] = arr[_index(piece.source_box)]
-    return out
-
-
-def repartition(
-    parts: Sequence[tuple[SliceSpec, NDArray[Any]]],
-    full_shape: Sequence[int],
-    targets: Sequence[SliceSpec],
-) -> list[NDArray[Any]]:
-    """Re-cut a tensor stored as ``parts`` into ``targets``, one target at a time.
-
-    Memory is bounded by the largest target, not the full tensor.
-
-    Raises:
-        SliceSpecError: if a slice belongs to a tensor of another shape.
-        PartitionError: if ``parts`` do not tile the tensor (see :func:`merge_slices`).
-    """
-    import numpy as np
-
-    shape = tuple(int(d) for d in full_shape)
-    _check_parts(parts, shape)
-    specs = [spec for spec, _ in parts]
-    arrays = [arr for _, arr in parts]
-    out = []
-    for target in targets:
-        plan = plan_slice(specs, shape, target)
-        out.append(np.array(assemble_slice(plan, arrays), copy=True))
     return out
 
 
@@ -526,7 +507,7 @@ def byte_ranges(
         raise SliceSpecError(f"itemsize {itemsize} is negative")
     if itemsize == 0:
         return None
-    box = slice_box(target)
+    box = box_of(target, target.full_shape)
     if _volume(box) == 0:
         return []
     # The innermost axis that is not taken whole decides the run length.

@@ -24,12 +24,11 @@ import pytest
 from click.testing import CliRunner, Result
 from helpers import FIXTURES
 
-from ckptmap.check import check
 from ckptmap.cli import main
 from ckptmap.errors import UnresolvedError
+from ckptmap.migration import check, execute, plan_remap
 from ckptmap.readers import open_checkpoint
 from ckptmap.readers.graph import read_model_spec
-from ckptmap.remap import execute, plan_remap
 
 RULE = "^ffm/global_bias/(.*)$=ffm/bias_net/{}"
 EXPECTED = json.loads((FIXTURES / "ffm_v2" / "expected_alias.json").read_text())
@@ -403,7 +402,7 @@ def test_execute_refuses_an_incomplete_plan() -> None:
 
 _SLOW_REMAP = """
 import sys, time
-from ckptmap.remap import plan_remap, execute
+from ckptmap.migration import plan_remap, execute
 
 plan = plan_remap(sys.argv[1], sys.argv[2], rules=[sys.argv[4]])
 count = 0

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from helpers import FIXTURES
 
-from ckptmap._format import unmask_crc
 from ckptmap.errors import CorruptCheckpointError
+from ckptmap.formats.crc import unmask_crc
+from ckptmap.migration import execute, plan_remap
 from ckptmap.readers import open_checkpoint
-from ckptmap.remap import execute, plan_remap
 
 RULE = "^ffm/global_bias/(.*)$=ffm/bias_net/{}"
 NEW = FIXTURES / "ffm_v2" / "graph.pbtxt"

@@ -10,7 +10,7 @@ from ckptmap.cli._output import console, err_console
 from ckptmap.cli._render import display_key, human_bytes, print_table, shape_text
 
 if TYPE_CHECKING:
-    from ckptmap.remap import RemapPlan
+    from ckptmap.migration import RemapPlan
 
 
 def print_explain(plan: RemapPlan) -> None:

@@ -6,31 +6,43 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ckptmap.cli._output import console, err_console, reported_errors
 from ckptmap.cli._plan_view import print_explain, print_problems, summary_line, written_line
+from ckptmap.cli.options import (
+    CheckOptions,
+    RemapOptions,
+    click_options,
+    config_option,
+    resolve_click,
+)
 from ckptmap.errors import OutputError
-from ckptmap.options import CheckOptions, RemapOptions, click_options, config_option, resolve_click
 
 if TYPE_CHECKING:
-    from ckptmap._execute import Progress
-    from ckptmap.remap import RemapPlan
+    from ckptmap.migration import PlanInputs, RemapPlan
+    from ckptmap.migration.write import Progress
 
 
-def _plan_args(opts: CheckOptions) -> dict[str, Any]:
-    return {
-        "step": opts.step,
-        "alias_map": opts.alias_map,
-        "rules": opts.rules,
-        "auto": opts.auto,
-        "clear_nn": opts.clear_nn,
-        "continue_training": opts.continue_training,
-        "saver": opts.saver or None,
-        "candidate_cutoff": opts.candidate_cutoff,
-    }
+def _plan_inputs(opts: CheckOptions) -> PlanInputs:
+    """The library's planning inputs, from the command's options (same names)."""
+    import dataclasses
+
+    from ckptmap.migration import PlanInputs
+
+    names = [f.name for f in dataclasses.fields(PlanInputs)]
+    return PlanInputs(**{name: getattr(opts, name) for name in names})
+
+
+def _verdict_line(plan: RemapPlan) -> str:
+    """``OK: …``, ``OK (partial): …`` or ``FAIL: …``, from the plan's one verdict."""
+    line = f"{plan.verdict.label}: {summary_line(plan)}"
+    if plan.verdict.value == "partial":
+        count = len(plan.alias.unresolved)
+        line += f"; {count} key(s) have no source and will not be in the output"
+    return line
 
 
 def _write_junit(path: Path, xml: str) -> None:
@@ -60,13 +72,13 @@ def check_command(ctx: click.Context, /, **_: object) -> None:
           --rule '^model_v2/(.*)$=model/{}' --junit check.xml
       ckptmap check --old ckpt/model.ckpt-100 --new-graph new.meta --json
     """
-    from ckptmap.check import check
+    from ckptmap.migration import CheckReport, plan_from
     from ckptmap.storage import measure_io
 
     with reported_errors():
         opts = resolve_click(ctx, CheckOptions).options
         with measure_io() as io:
-            report = check(opts.old, opts.new_graph, **_plan_args(opts))
+            report = CheckReport(plan_from(_plan_inputs(opts)))
         if opts.junit is not None:
             _write_junit(opts.junit, report.to_junit())
         if opts.json:
@@ -75,38 +87,20 @@ def check_command(ctx: click.Context, /, **_: object) -> None:
             if opts.explain:
                 print_explain(report.plan)
             print_problems(report.plan)
-            verdict = "OK" if report.ok else "FAIL"
-            console.print(f"{verdict}: {summary_line(report.plan)}")
-    # --allow-missing: keys with no source pass (they keep their initializers);
-    # a source of the wrong shape or dtype never does.
-    accepted = report.ok or (opts.allow_missing and not report.plan.alias.mismatched)
-    ctx.exit(0 if accepted else 1)
+            console.print(_verdict_line(report.plan))
+    ctx.exit(report.verdict.exit_code)
 
 
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Progress | None]:
-    """A bytes/s progress bar on stderr, only on a terminal and when not quiet."""
-    if not enabled or not err_console.is_terminal:
+    """Bytes written, on stderr unless quiet: a bar on a terminal, else a line every few seconds."""
+    if not enabled:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from ckptmap.cli._progress import byte_progress
 
-    with Progress(
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("remap", total=total)
-        yield lambda n: bar.advance(task, n)
+    with byte_progress(total, label="remap") as progress:
+        yield progress
 
 
 def _render_plan(plan: RemapPlan, opts: RemapOptions) -> None:
@@ -148,23 +142,21 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
       ckptmap remap --old model_dir/ --new-graph new.pbtxt --out new_dir/ \\
           --clear-nn --continue-training
     """
-    from ckptmap.remap import execute, plan_remap
+    from ckptmap.migration import CheckReport, execute, plan_from
     from ckptmap.storage import measure_io
 
     with reported_errors(), measure_io() as io:
         opts = resolve_click(ctx, RemapOptions).options
-        plan = plan_remap(opts.old, opts.new_graph, **_plan_args(opts))
+        plan = plan_from(_plan_inputs(opts))
         if opts.junit is not None:
-            from ckptmap.check import CheckReport
-
             _write_junit(opts.junit, CheckReport(plan).to_junit())
         if opts.dry_run:
             if opts.json:
                 click.echo(json.dumps({**plan.to_json(), "io": io.to_json()}, indent=2))
             elif not opts.quiet:
                 _render_plan(plan, opts)
-                console.print(f"dry run, nothing written: {summary_line(plan)}")
-            ctx.exit(0 if plan.complete or opts.allow_missing else 1)
+                console.print(f"dry run, nothing written: {_verdict_line(plan)}")
+            ctx.exit(plan.verdict.exit_code)
         if not opts.quiet and not opts.json:
             _render_plan(plan, opts)
         with _progress(plan.summary()["bytes"], not opts.quiet and not opts.json) as progress:
@@ -173,7 +165,6 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
                 opts.out,
                 force=opts.force,
                 shards=opts.shards,
-                allow_missing=opts.allow_missing,
                 assets=opts.on_existing_assets.value,
                 link=opts.link,
                 progress=progress,
@@ -204,11 +195,11 @@ def alias_command(ctx: click.Context, /, **_: object) -> None:
       ckptmap remap --old model_dir/ --new-graph new/graph.pbtxt \\
           --alias-map aliases.json --no-auto --out new_dir/
     """
-    from ckptmap.remap import plan_remap
+    from ckptmap.migration import plan_from
 
     with reported_errors():
         opts = resolve_click(ctx, CheckOptions, "check").options
-        plan = plan_remap(opts.old, opts.new_graph, **_plan_args(opts))
+        plan = plan_from(_plan_inputs(opts))
         alias = plan.alias.to_json()
         doc = {
             "old": str(plan.old_prefix),
@@ -221,4 +212,4 @@ def alias_command(ctx: click.Context, /, **_: object) -> None:
             "unused_old": alias["unused_old"],
         }
         click.echo(json.dumps(doc, indent=2))
-    ctx.exit(0 if plan.complete else 1)
+    ctx.exit(plan.verdict.exit_code)

@@ -54,6 +54,7 @@ from ckptmap.errors import (
     UnsupportedInputError,
     UsageError,
 )
+from ckptmap.migration.verdict import decide
 from ckptmap.readers.state import locate_checkpoint
 from ckptmap.readers.tf_bundle import Checkpoint, open_checkpoint
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
@@ -435,7 +436,7 @@ class CustomRestoreListener:
             rules=self.rules,
             auto=self.enable_alias_map_auto_gen,
         )
-        if not plan.complete:
+        if not decide(plan, allow_missing=False).accepted:
             problems = [_describe_unresolved(u) for u in plan.unresolved]
             problems += [f"{m.new_key} <- {m.old_key}: {m.what}" for m in plan.mismatched]
             shown = "; ".join(problems[:_MAX_LISTED])

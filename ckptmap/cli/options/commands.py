@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 
+from ckptmap.alias import CANDIDATE_CUTOFF
 from ckptmap.errors import UsageError
 
 
@@ -99,7 +100,7 @@ class PlanOptions:
     allow_missing: bool = False
     saver: str | None = None
     step: int | None = None
-    candidate_cutoff: float = 0.5
+    candidate_cutoff: float = CANDIDATE_CUTOFF  # the one default (ckptmap.alias)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

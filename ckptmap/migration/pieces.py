@@ -1,10 +1,10 @@
-"""Remap plans: decide every output entry, its source and its bytes, from indexes only.
+"""Piece plans: how the bytes of each stored piece of an output tensor are produced.
 
-A plan is pure data made from the old checkpoint's index, the new model's spec
-and an :class:`~ckptmap.alias.AliasPlan`. It says, for every key the new model
-restores, which old tensor feeds it, whether it is written whole or sliced the
-way the new model's saver asks, and for each stored piece how its bytes are
-produced:
+For every key of a remap plan (:mod:`ckptmap.migration.plan`), one
+:class:`TensorPlan` says which old key feeds it and, for each piece it is
+stored as (the whole tensor, or each slice the new model's saver asks for),
+how its bytes are made; which stored old pieces feed it comes from the
+partition engine, :func:`ckptmap.split.plan_slice`:
 
 - ``copy``: the piece equals a stored old piece; its bytes are copied as they are.
 - ``ranges``: the piece is a box inside one stored old piece whose bytes are a few
@@ -12,8 +12,8 @@ produced:
 - ``assemble``: anything else; the piece is built with numpy from the old pieces
   it overlaps, with memory bounded by the piece itself.
 
-:func:`ckptmap.remap.execute` carries a plan out; ``check`` and ``remap
---dry-run`` stop at the plan.
+:func:`ckptmap.migration.execute.execute` carries a plan out; ``check`` and
+``remap --dry-run`` stop at the plan.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from ckptmap.dtypes import DType
-from ckptmap.split import SliceSpec, byte_ranges
+from ckptmap.split import SlicePlan, SliceSpec, box_of, byte_ranges, check_tiling, plan_slice
 
 # A piece whose bytes would be scattered over more ranges than this is
 # assembled with numpy instead: one large copy beats many tiny ones.
@@ -77,6 +77,9 @@ class PiecePlan:
         method: copy, ranges or assemble.
         source: for copy, the old stored piece that equals this one.
         runs: for ranges, the byte runs whose concatenation is the piece.
+        feed: which stored old pieces feed it, and which boxes of them
+            (:func:`ckptmap.split.plan_slice`; positions index
+            :attr:`TensorPlan.stored`).
         nbytes: bytes of the piece (0 for strings, whose size is known on reading).
     """
 
@@ -86,6 +89,7 @@ class PiecePlan:
     source: SourcePiece | None = None
     runs: tuple[Run, ...] = ()
     nbytes: int = 0
+    feed: SlicePlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,8 @@ class TensorPlan:
         reason: why that source was chosen (from the alias plan).
         sliced: whether it is written as slices (a partitioned new variable).
         pieces: the stored pieces, in the order the new model's saver lists them.
+        source_sliced: whether the old key is stored as slices.
+        stored: the old key's stored pieces (one whole piece, or one per slice).
     """
 
     key: str
@@ -110,6 +116,7 @@ class TensorPlan:
     sliced: bool
     pieces: tuple[PiecePlan, ...]
     source_sliced: bool = False
+    stored: tuple[SourcePiece, ...] = ()
 
     @property
     def renamed(self) -> bool:
@@ -153,29 +160,56 @@ class TensorPlan:
         }
 
 
-def box_of(spec: SliceSpec | None, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    """``(start, stop)`` per dimension of a slice (the whole tensor for ``None``)."""
-    if spec is None:
-        return tuple((0, d) for d in shape)
-    return tuple(
-        (0, d) if ln == -1 else (st, st + ln)
-        for d, (st, ln) in zip(shape, spec.extents, strict=True)
+def stored_pieces(shape: tuple[int, ...], stored: tuple[SliceSpec, ...]) -> tuple[SourcePiece, ...]:
+    """The stored pieces of an old tensor: one whole piece, or one per stored slice."""
+    if not stored:
+        return (SourcePiece(None, box_of(None, shape)),)
+    return tuple(SourcePiece(s, box_of(s, shape)) for s in stored)
+
+
+def plan_tensor(
+    key: str,
+    source: str,
+    reason: str,
+    dtype: DType,
+    shape: tuple[int, ...],
+    targets: tuple[SliceSpec, ...],
+    stored: tuple[SliceSpec, ...],
+) -> TensorPlan:
+    """Plan one output key fed by one old key of the same shape and dtype.
+
+    Args:
+        key: the key the new model restores; ``targets`` its slices (empty: whole).
+        source: the old key; ``stored`` its stored slices (empty: stored whole).
+        reason: why the source was chosen.
+
+    Raises:
+        PartitionError: the old key's slices do not tile its shape (a gap or an
+            overlap), so no output piece can be trusted.
+        SliceSpecError: a slice belongs to a tensor of another shape.
+    """
+    if stored:
+        check_tiling(stored, shape)
+    sources = stored_pieces(shape, stored)
+    pieces = tuple(plan_piece(t, shape, dtype, sources) for t in (targets or (None,)))
+    return TensorPlan(
+        key=key,
+        dtype=dtype,
+        shape=shape,
+        source=source,
+        reason=reason,
+        sliced=bool(targets),
+        pieces=pieces,
+        source_sliced=bool(stored),
+        stored=sources,
     )
-
-
-def _overlaps(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
-    return all(max(a0, b0) < min(a1, b1) for (a0, a1), (b0, b1) in zip(a, b, strict=True))
-
-
-def _is_empty(box: tuple[tuple[int, int], ...]) -> bool:
-    return any(stop <= start for start, stop in box)
 
 
 def plan_piece(
     target: SliceSpec | None,
     full_shape: tuple[int, ...],
     dtype: DType,
-    sources: list[SourcePiece],
+    sources: tuple[SourcePiece, ...],
 ) -> PiecePlan:
     """Decide how to produce one output piece from the stored old pieces.
 
@@ -190,64 +224,56 @@ def plan_piece(
         full_shape: the full shape shared by old and new tensor.
         dtype: the dtype shared by old and new tensor.
         sources: the old tensor's stored pieces.
+
+    Raises:
+        PartitionError: the stored pieces do not cover ``target`` exactly once.
     """
-    box = box_of(target, full_shape)
-    shape = tuple(stop - start for start, stop in box)
+    request = target if target is not None else SliceSpec.full(full_shape)
+    stored = [s.slice for s in sources if s.slice is not None]
+    feed = plan_slice(stored or None, full_shape, request)
+    shape = request.shape
     nbytes = math.prod(shape) * dtype.itemsize
-    for src in sources:
-        if src.box == box:
-            return PiecePlan(target, shape, Method.COPY, src, nbytes=nbytes)
-    if not dtype.is_string and not _is_empty(box):
-        runs = _runs(box, dtype.itemsize, sources)
+    if feed.direct:
+        source = sources[feed.pieces[0].index]
+        return PiecePlan(target, shape, Method.COPY, source, nbytes=nbytes, feed=feed)
+    if not dtype.is_string and nbytes > 0:
+        runs = _runs(feed, sources, dtype.itemsize)
         if runs is not None:
-            return PiecePlan(target, shape, Method.RANGES, runs=runs, nbytes=nbytes)
-    return PiecePlan(target, shape, Method.ASSEMBLE, nbytes=nbytes)
+            return PiecePlan(target, shape, Method.RANGES, runs=runs, nbytes=nbytes, feed=feed)
+    return PiecePlan(target, shape, Method.ASSEMBLE, nbytes=nbytes, feed=feed)
 
 
 def _runs(
-    box: tuple[tuple[int, int], ...], itemsize: int, sources: list[SourcePiece]
+    feed: SlicePlan, sources: tuple[SourcePiece, ...], itemsize: int
 ) -> tuple[Run, ...] | None:
-    """Byte runs of stored pieces that concatenate to ``box`` in C order, if few enough.
+    """Byte runs of stored pieces that concatenate to the piece in C order, if few enough.
 
-    That holds when the pieces overlapping ``box`` cut it along the first axis
-    only: each intersection then spans the box on every other axis, and the
-    intersections, in first-axis order, are the box's rows in order.
+    That holds when the pieces feeding it cut it along the first axis only:
+    each part then spans the piece on every other axis, and the parts, in
+    first-axis order, are the piece's rows in order.
     """
-    if not box:
+    target_shape = feed.target.shape
+    if not target_shape:
         return None
-    cover = sorted(overlapping(sources, box), key=lambda s: s.box[0][0])
-    rows = box[0][0]
+    parts = sorted(feed.pieces, key=lambda p: p.target_box[0][0])
+    rows = 0
     runs: list[Run] = []
-    for src in cover:
-        inter = tuple(
-            (max(b0, s0), min(b1, s1)) for (b0, b1), (s0, s1) in zip(box, src.box, strict=True)
-        )
-        if inter[1:] != box[1:] or inter[0][0] != rows:
+    for part in parts:
+        box = part.target_box
+        if box[0][0] != rows or any(
+            b != (0, d) for b, d in zip(box[1:], target_shape[1:], strict=True)
+        ):
             return None
-        rows = inter[0][1]
-        src_shape = tuple(stop - start for start, stop in src.box)
-        relative = SliceSpec(
-            src_shape,
-            tuple((i0 - s0, i1 - i0) for (i0, i1), (s0, _) in zip(inter, src.box, strict=True)),
-        )
+        rows = box[0][1]
+        source = sources[part.index]
+        src_shape = tuple(stop - start for start, stop in source.box)
+        relative = SliceSpec(src_shape, tuple((s0, s1 - s0) for s0, s1 in part.source_box))
         ranges = byte_ranges(src_shape, itemsize, relative, max_ranges=MAX_RANGES_PER_PIECE)
         if ranges is None:
             return None
-        runs.extend(Run(src, off, size) for off, size in ranges)
+        runs.extend(Run(source, off, size) for off, size in ranges)
         if len(runs) > MAX_RANGES_PER_PIECE:
             return None
-    if rows != box[0][1]:
+    if rows != target_shape[0]:
         return None
     return tuple(runs)
-
-
-def source_pieces(shape: tuple[int, ...], stored: tuple[SliceSpec, ...]) -> list[SourcePiece]:
-    """The stored pieces of an old tensor: one whole piece, or one per stored slice."""
-    if not stored:
-        return [SourcePiece(None, box_of(None, shape))]
-    return [SourcePiece(s, box_of(s, shape)) for s in stored]
-
-
-def overlapping(sources: list[SourcePiece], box: tuple[tuple[int, int], ...]) -> list[SourcePiece]:
-    """The stored pieces that share at least one element with ``box``."""
-    return [s for s in sources if _overlaps(s.box, box)]

@@ -1,23 +1,20 @@
-"""``check``: would the new model restore from this checkpoint (through ckptmap)?
+"""The check report: a remap plan's verdict and everything behind it, as text, JSON and JUnit.
 
 A check is a remap plan without the writing: it reads the old checkpoint's
 index and the new model's description, never tensor data, and reports every
 key the new model restores that has no source, or a source of another shape or
-dtype, with candidates and a rule or alias-map entry that would fix it.
+dtype, with candidates and a rule or alias-map entry that would fix it. Its
+verdict is the plan's (:mod:`ckptmap.migration.verdict`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
-from ckptmap.alias import CANDIDATE_CUTOFF
-from ckptmap.naming import Rule
-from ckptmap.remap import RemapPlan, plan_remap
-from ckptmap.spec import ModelSpec
+from ckptmap.migration.plan import RemapPlan
+from ckptmap.migration.verdict import Verdict
 from ckptmap.storage import location_text
 
 
@@ -32,7 +29,17 @@ class CheckReport:
     plan: RemapPlan
 
     @property
+    def verdict(self) -> Verdict:
+        """The one verdict (the plan's)."""
+        return self.plan.verdict
+
+    @property
     def ok(self) -> bool:
+        """True when the verdict is accepted: ``ok``, or ``partial`` with ``allow_missing``."""
+        return self.plan.accepted
+
+    @property
+    def complete(self) -> bool:
         """True when every key the new model restores has a source of matching shape and dtype."""
         return self.plan.complete
 
@@ -48,6 +55,7 @@ class CheckReport:
         alias = self.plan.alias.to_json()
         return {
             "ok": self.ok,
+            "verdict": self.verdict.value,
             "old": location_text(self.plan.old_prefix),
             "new": self.plan.new_source,
             "restores_directly": self.restores_directly,
@@ -81,13 +89,15 @@ class CheckReport:
     def to_junit(self) -> str:
         """The report as JUnit XML: one test case per key the new model restores."""
         data = self.to_json()
+        partial = self.verdict is Verdict.PARTIAL  # missing keys allowed: skipped, not failed
+        counts = data["counts"]
         suite = ElementTree.Element(
             "testsuite",
             name="ckptmap check",
-            tests=str(data["counts"]["keys"]),
-            failures=str(data["counts"]["unresolved"] + data["counts"]["mismatched"]),
+            tests=str(counts["keys"]),
+            failures=str(counts["mismatched"] + (0 if partial else counts["unresolved"])),
             errors="0",
-            skipped=str(data["counts"]["dropped"]),
+            skipped=str(counts["dropped"] + (counts["unresolved"] if partial else 0)),
         )
         cases: list[tuple[str, ElementTree.Element]] = []
         for item in data["resolved"]:
@@ -97,8 +107,14 @@ class CheckReport:
             cases.append((item["key"], case))
         for item in data["unresolved"]:
             case = ElementTree.Element("testcase", classname="restore", name=item["new_key"])
-            fail = ElementTree.SubElement(
-                case, "failure", message="no source in the old checkpoint", type="unresolved"
+            fail = (
+                ElementTree.SubElement(
+                    case, "skipped", message="no source; left out of the output (allow_missing)"
+                )
+                if partial
+                else ElementTree.SubElement(
+                    case, "failure", message="no source in the old checkpoint", type="unresolved"
+                )
             )
             lines = [
                 f"{c['old_key']} (score {c['score']:.2f}: {c['why']})" for c in item["candidates"]
@@ -121,48 +137,3 @@ class CheckReport:
             suite.append(case)
         ElementTree.indent(suite)
         return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def check(
-    old: str | os.PathLike[str],
-    new_graph: str | os.PathLike[str] | ModelSpec,
-    *,
-    step: int | None = None,
-    alias_map: str | os.PathLike[str] | Mapping[str, str] | None = None,
-    rules: Sequence[str | Rule] = (),
-    auto: bool = True,
-    clear_nn: bool = False,
-    continue_training: bool = False,
-    saver: str | None = None,
-    candidate_cutoff: float = CANDIDATE_CUTOFF,
-) -> CheckReport:
-    """Check that every key the new model restores can be fed from the old checkpoint.
-
-    Reads the old index and the new model's description only. Arguments as in
-    :func:`ckptmap.remap.plan_remap`.
-
-    Returns:
-        The report; ``report.ok`` is the verdict.
-
-    Raises:
-        InputError: unreadable old checkpoint or new model.
-        AliasError: invalid alias map or rule.
-
-    Example:
-        >>> report = check("old_model/", "new/graph.pbtxt")  # doctest: +SKIP
-        >>> report.ok  # doctest: +SKIP
-        True
-    """
-    plan = plan_remap(
-        old,
-        new_graph,
-        step=step,
-        alias_map=alias_map,
-        rules=rules,
-        auto=auto,
-        clear_nn=clear_nn,
-        continue_training=continue_training,
-        saver=saver,
-        candidate_cutoff=candidate_cutoff,
-    )
-    return CheckReport(plan)

@@ -1,0 +1,210 @@
+"""The remap plan: every output key, its source, its pieces and the verdict, from indexes only.
+
+:func:`plan_remap` reads the old checkpoint's index (never tensor data) and the
+new model's description, runs the alias engine, plans every output key's
+pieces (:mod:`ckptmap.migration.pieces`) and decides the one verdict
+(:mod:`ckptmap.migration.verdict`). ``check`` and ``remap --dry-run`` stop
+here; :func:`ckptmap.migration.execute.execute` carries the plan out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ckptmap.alias import AliasPlan, plan_aliases
+from ckptmap.errors import CorruptCheckpointError
+from ckptmap.migration.inputs import PlanInputs
+from ckptmap.migration.pieces import Method, TensorPlan, plan_tensor
+from ckptmap.migration.verdict import Verdict, decide
+from ckptmap.spec import ModelSpec
+from ckptmap.split import PartitionError, SliceSpecError
+from ckptmap.storage import location_text
+
+if TYPE_CHECKING:
+    from ckptmap.readers.assets import Asset
+    from ckptmap.readers.source import Source
+
+
+@dataclass(frozen=True)
+class RemapPlan:
+    """Everything a remap will do, decided from indexes alone.
+
+    Attributes:
+        old_prefix: the old checkpoint's prefix (or the store's location).
+        new_source: where the new model's description came from.
+        tensors: one plan per key the new model restores and that has a source.
+        alias: the alias plan the tensors were derived from.
+        verdict: the one verdict (ok, partial, unresolved, mismatched).
+        unused_old: old keys that feed nothing (dropped from the output).
+        old_assets: asset files of the old checkpoint (travel with the output).
+        notes: non-fatal findings worth showing the user.
+        old_name: the file name an output model folder gives the checkpoint
+            (the old prefix's; for a converted store, its original checkpoint's).
+        copies_bytes: whether the old source stores raw tensor bytes that can be
+            copied as they are (a TensorFlow checkpoint); otherwise every piece
+            is read as an array.
+    """
+
+    old_prefix: Path
+    new_source: str
+    tensors: tuple[TensorPlan, ...]
+    alias: AliasPlan
+    verdict: Verdict
+    unused_old: tuple[str, ...] = ()
+    old_assets: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()
+    old_name: str = ""
+    copies_bytes: bool = True
+
+    @property
+    def output_name(self) -> str:
+        """The file name a model-folder output takes."""
+        return self.old_name or self.old_prefix.name
+
+    @property
+    def complete(self) -> bool:
+        """True when every key the new model restores has a source of the right shape."""
+        return self.verdict is Verdict.OK
+
+    @property
+    def accepted(self) -> bool:
+        """True when the plan may be written (:attr:`Verdict.accepted`)."""
+        return self.verdict.accepted
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Keys the new model restores that have no fitting source, in key order."""
+        return tuple(
+            sorted(
+                [u.new_key for u in self.alias.unresolved]
+                + [m.new_key for m in self.alias.mismatched]
+            )
+        )
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the closing line of a remap."""
+        actions = [t.action for t in self.tensors]
+        return {
+            "tensors": len(self.tensors),
+            "renamed": sum(t.renamed for t in self.tensors),
+            "split": actions.count("split"),
+            "merged": actions.count("merge"),
+            "repartitioned": actions.count("repartition"),
+            "pieces_copied_as_bytes": sum(
+                p.method is not Method.ASSEMBLE for t in self.tensors for p in t.pieces
+            ),
+            "pieces_assembled": sum(
+                p.method is Method.ASSEMBLE for t in self.tensors for p in t.pieces
+            ),
+            "bytes": sum(t.nbytes for t in self.tensors),
+            "old_keys_dropped": len(self.unused_old),
+            "missing": len(self.alias.unresolved),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "old": location_text(self.old_prefix),
+            "new": self.new_source,
+            "verdict": self.verdict.value,
+            "complete": self.complete,
+            "summary": self.summary(),
+            "tensors": [t.to_json() for t in self.tensors],
+            "alias": self.alias.to_json(),
+            "unused_old": list(self.unused_old),
+            "assets": [str(p) for p in self.old_assets],
+            "notes": list(self.notes),
+        }
+
+
+def load_new_spec(new_graph: str | os.PathLike[str] | ModelSpec, saver: str | None) -> ModelSpec:
+    """The new model's description, read from its file unless already given."""
+    if isinstance(new_graph, ModelSpec):
+        return new_graph
+    from ckptmap.readers.graph import read_model_spec
+
+    return read_model_spec(new_graph, saver=saver)
+
+
+def plan_from(inputs: PlanInputs) -> RemapPlan:
+    """Decide every output tensor of a remap, reading indexes and graphs only.
+
+    Args:
+        inputs: what to plan from (see :class:`PlanInputs`).
+
+    Returns:
+        The plan; ``plan.verdict`` is the one verdict.
+
+    Raises:
+        InputError: unreadable old checkpoint or new model; an old key whose
+            slices do not tile it (a gap or an overlap) is a corrupt input.
+        AliasError: invalid alias map or rule.
+    """
+    from ckptmap.readers.source import Source as SourceProtocol
+    from ckptmap.readers.source import can_copy_bytes, open_source
+
+    old = inputs.old
+    source: Source = old if isinstance(old, SourceProtocol) else open_source(old, step=inputs.step)
+    spec = load_new_spec(inputs.new_graph, inputs.saver)
+    old_specs = source.specs()
+    alias = plan_aliases(
+        old_specs,
+        spec,
+        explicit=inputs.explicit_map(),
+        rules=inputs.parsed_rules(),
+        auto=inputs.auto,
+        clear_nn=inputs.clear_nn,
+        continue_training=inputs.continue_training,
+        candidate_cutoff=inputs.candidate_cutoff,
+        map_file=inputs.alias_map_file,
+    )
+    tensors: list[TensorPlan] = []
+    for key, match in alias.matches.items():
+        new = spec.keys[key]
+        src = old_specs[match.old_key]
+        if new.shape != src.shape or new.dtype.enum != src.dtype.enum:
+            continue  # listed in alias.mismatched
+        try:
+            tensors.append(
+                plan_tensor(
+                    key, match.old_key, match.reason, new.dtype, new.shape, new.slices, src.slices
+                )
+            )
+        except (PartitionError, SliceSpecError) as err:
+            raise CorruptCheckpointError(
+                source.where, f"tensor {match.old_key!r}: {err} (the old checkpoint is corrupt)"
+            ) from None
+    used = {t.source for t in tensors}
+    assets = tuple(source.assets)
+    return RemapPlan(
+        old_prefix=Path(source.url),
+        new_source=spec.source,
+        tensors=tuple(tensors),
+        alias=alias,
+        verdict=decide(alias, allow_missing=inputs.allow_missing),
+        unused_old=tuple(k for k in old_specs if k not in used),
+        old_assets=tuple(a.path for a in assets),
+        notes=_hash_filter_notes(assets, spec),
+        old_name=source.name,
+        copies_bytes=can_copy_bytes(source),
+    )
+
+
+def _hash_filter_notes(assets: Sequence[Asset], spec: ModelSpec) -> tuple[str, ...]:
+    """A warning when Monolith's per-parameter-server hash filters do not fit the new model.
+
+    Each ``hash_filter_<i>`` belongs to parameter server ``i``; the new model's
+    parameter-server count is the number of devices its sharded Saver saves
+    from (``ModelSpec.save_shards``, unknown for JSON specs).
+    """
+    servers = {a.ps_index for a in assets if a.kind == "hash_filter" and a.ps_index is not None}
+    if not servers or spec.save_shards <= 0 or len(servers) == spec.save_shards:
+        return ()
+    return (
+        f"the old checkpoint has hash filters for {len(servers)} parameter servers but the "
+        f"new model saves from {spec.save_shards} device(s); the filters are copied as they "
+        "are, so re-shard them for the new layout if its hash tables moved",
+    )
