@@ -47,6 +47,7 @@ MAX_BYTES = 64 * 2**20
 MAX_PARTITIONS = 2**16  # slices of one entry
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
@@ -200,6 +201,11 @@ def _read_entry(entry: object, where: str) -> tuple[TensorSpec, bool | None]:
     if not isinstance(name, str) or not name:
         raise GraphError(f"{where}: 'name' must be a non-empty string ({_FIX})")
     where = f"{where} ({name!r})"
+    if _SURROGATE.search(name):  # JSON can spell them (\ud800); no key can hold one
+        raise GraphError(
+            f"{where}: 'name' holds a lone surrogate escape, which is not a character "
+            f"(a key is UTF-8 text; {_FIX})"
+        )
     _check_fields(entry, _ENTRY_FIELDS, where)
     dtype = _read_dtype(entry.get("dtype"), where)
     shape = _read_shape(entry.get("shape"), where)

@@ -414,3 +414,14 @@ def test_partition_count_is_bounded(partitions: dict[str, Any]) -> None:
         "<json>: variables[0] ('a'): partitions: 65537 slices are more than the 65536 "
         "ckptmap reads for one tensor"
     )
+
+
+def test_a_lone_surrogate_in_a_name_is_malformed() -> None:
+    text = spec_of({"name": "a", "dtype": "int8", "shape": []}).replace('"a"', '"a\\ud800"')
+    with pytest.raises(GraphError) as err:
+        parse_json_spec(text)
+    assert str(err.value).startswith(
+        "<json>: variables[0] ('a\\ud800'): 'name' holds a lone surrogate escape"
+    )
+    pair = spec_of({"name": "a", "dtype": "int8", "shape": []}).replace('"a"', '"a\\ud83d\\ude00"')
+    assert list(parse_json_spec(pair).keys) == ["a\U0001f600"]
