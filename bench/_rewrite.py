@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ckptmap._format import unmask_crc
+from ckptmap.formats.crc import unmask_crc
 from ckptmap.readers.tf_bundle import TensorEntry, open_checkpoint
 from ckptmap.writers.tf_bundle import BundleWriter, slice_entry_key
 

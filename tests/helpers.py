@@ -19,8 +19,9 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ckptmap._format import crc32c, encode_varint, mask_crc
 from ckptmap.dtypes import dtype_from_name
+from ckptmap.formats.crc import crc32c, mask_crc
+from ckptmap.formats.table import encode_varint
 from ckptmap.proto import ckptmap_tf_pb2
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

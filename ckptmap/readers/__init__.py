@@ -1,23 +1,39 @@
 """Readers: everything that opens input files.
 
-``tf_bundle`` reads V2 checkpoints (index and data shards), ``state`` finds
-them (the ``checkpoint`` state file), ``assets`` lists the non-tensor files a
-Monolith checkpoint carries. ``_table`` is the index's table format.
+``source`` is the one way in (:func:`~ckptmap.readers.source.open_source` and
+the :class:`~ckptmap.readers.source.Source` protocol every checkpoint reader
+satisfies). ``tf_bundle`` reads V2 checkpoints (with ``_table``, the index's
+table format, and ``_bundle_index``, ``_bundle_shards``, ``_bundle_values``
+for entries, data files and values), ``zarr_store`` reads stores written by
+``ckptmap convert``, ``state`` finds checkpoints (the ``checkpoint`` state
+file), ``assets`` lists the non-tensor files a Monolith checkpoint carries.
+``graph`` and ``json_spec`` read the new model.
 """
 
 from __future__ import annotations
 
 from ckptmap.readers.assets import Asset, list_assets
-from ckptmap.readers.state import CheckpointState, locate_checkpoint, read_state_file
+from ckptmap.readers.source import Source, open_source
+from ckptmap.readers.state import (
+    CheckpointRef,
+    CheckpointState,
+    find_checkpoint,
+    locate_checkpoint,
+    read_state_file,
+)
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry, open_checkpoint
 
 __all__ = [
     "Asset",
     "Checkpoint",
+    "CheckpointRef",
     "CheckpointState",
+    "Source",
     "TensorEntry",
+    "find_checkpoint",
     "list_assets",
     "locate_checkpoint",
     "open_checkpoint",
+    "open_source",
     "read_state_file",
 ]

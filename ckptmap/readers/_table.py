@@ -15,22 +15,16 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import google_crc32c
-
-from ckptmap._format import (
+from ckptmap.errors import CorruptCheckpointError, MissingInputError, UnsupportedInputError
+from ckptmap.formats.crc import crc32c, unmask_crc
+from ckptmap.formats.table import (
     BLOCK_TRAILER_SIZE,
     FOOTER_SIZE,
     NO_COMPRESSION,
     SNAPPY_COMPRESSION,
     TABLE_MAGIC,
-    unmask_crc,
 )
-from ckptmap.errors import CorruptCheckpointError, MissingInputError, UnsupportedInputError
-
-if TYPE_CHECKING:
-    pass
 
 _U32 = struct.Struct("<I")  # restart offsets, restart count (§3.1), masked CRC (§3.2)
 _U64 = struct.Struct("<Q")  # the footer magic (§3.7)
@@ -86,16 +80,6 @@ class Table:
     keys: list[bytes]
     values: list[memoryview]
     data: memoryview
-
-
-def crc32c_of(view: memoryview, crc: int = 0) -> int:
-    """CRC-32C of the bytes of ``view``, continuing from ``crc``, without copying them.
-
-    google-crc32c accepts only buffers without a release hook (``bytes``,
-    numpy arrays). Index blocks are small (256 KiB), so they are copied to
-    ``bytes``: cheaper than importing numpy just to list a checkpoint.
-    """
-    return int(google_crc32c.extend(crc, bytes(view)))
 
 
 def decode_varint(buf: memoryview, pos: int, limit: int, max_bytes: int) -> tuple[int, int]:
@@ -175,7 +159,7 @@ def read_block(buf: memoryview, handle: BlockHandle, end: int, what: str) -> mem
     block = buf[start : start + size]
     ctype = buf[start + size]
     (stored,) = _U32.unpack_from(buf, start + size + 1)
-    actual = crc32c_of(buf[start : start + size + 1])
+    actual = crc32c(bytes(buf[start : start + size + 1]))  # blocks are small: no numpy
     if actual != unmask_crc(stored):
         raise TableFormatError(f"{what} CRC mismatch at offset {start}")
     if ctype == SNAPPY_COMPRESSION:

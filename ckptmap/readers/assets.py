@@ -9,8 +9,6 @@ and copies them untouched; it never reads their contents.
 
 from __future__ import annotations
 
-import glob
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,58 +46,31 @@ class Asset:
     legacy: bool
 
 
-def assets_dir(prefix: str | os.PathLike[str]) -> Path:
-    """The asset folder of the checkpoint at ``prefix``: ``<prefix>.assets``."""
-    prefix = Path(prefix)
-    return prefix.with_name(prefix.name + ASSETS_SUFFIX)
+def list_assets(location: Location, prefix: str) -> list[Asset]:
+    """List the assets of the checkpoint ``prefix`` in ``location``, ``.assets/`` first, by name.
 
-
-def list_assets(prefix: str | os.PathLike[str]) -> list[Asset]:
-    """List the assets of the checkpoint at ``prefix``, ``.assets/`` first, by name.
-
-    A missing asset folder is not an error: most checkpoints have none.
-    """
-    prefix = Path(prefix)
-    folder = assets_dir(prefix)
-    found: list[Asset] = []
-    if folder.is_dir():
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            name = path.relative_to(folder).as_posix()
-            found.append(_asset(path, name, legacy=False))
-    legacy_stem = prefix.name + HASH_FILTER_STEM
-    if prefix.parent.is_dir():
-        for path in sorted(prefix.parent.glob(glob.escape(legacy_stem) + "*")):
-            name = path.name[len(prefix.name) :]
-            if path.is_file() and _HASH_FILTER.match(name):
-                found.append(_asset(path, name, legacy=True))
-    return found
-
-
-def list_remote_assets(location: Location, prefix: str) -> list[Asset]:
-    """List the assets of the checkpoint ``prefix`` in a store, as :func:`list_assets` does.
-
-    Stores that cannot list (HTTP) have no assets that ckptmap can see: the
-    result is empty. ``Asset.path`` holds the file's URL as a path
+    A missing asset folder is not an error: most checkpoints have none. A
+    store that cannot list (HTTP) has no assets ckptmap can see: the result is
+    empty. ``Asset.path`` is the file's path, or its URL as a path
     (:func:`ckptmap.storage.location_text` gives the URL back).
     """
     folder = prefix + ASSETS_SUFFIX + "/"
     inside = location.list(folder)
     if inside is None:
         return []
-    found = [
-        _asset(Path(location.where(n)), n[len(folder) :], legacy=False, remote=True) for n in inside
-    ]
-    stem = prefix + HASH_FILTER_STEM
-    for name in location.list(stem) or []:
+    found = [_asset(location, name, name[len(folder) :], legacy=False) for name in inside]
+    for name in location.list(prefix + HASH_FILTER_STEM) or []:
         rest = name[len(prefix) :]
         if "/" not in rest and _HASH_FILTER.match(rest):
-            found.append(_asset(Path(location.where(name)), rest, legacy=True, remote=True))
+            found.append(_asset(location, name, rest, legacy=True))
     return found
 
 
-def _asset(path: Path, name: str, *, legacy: bool, remote: bool = False) -> Asset:
-    match = _HASH_FILTER.match(name.rsplit("/", 1)[-1])
-    size = None if remote else path.stat().st_size
+def _asset(location: Location, name: str, asset_name: str, *, legacy: bool) -> Asset:
+    match = _HASH_FILTER.match(asset_name.rsplit("/", 1)[-1])
+    # a store tells a size only by reading the file: sizes are for local files
+    size = location.size(name) if location.is_local else None
+    path = Path(location.where(name))
     if match:
-        return Asset(path, name, size, "hash_filter", int(match["ps"]), legacy)
-    return Asset(path, name, size, "other", None, legacy)
+        return Asset(path, asset_name, size, "hash_filter", int(match["ps"]), legacy)
+    return Asset(path, asset_name, size, "other", None, legacy)

@@ -1,9 +1,14 @@
-"""Finding a checkpoint: the ``checkpoint`` state file, prefixes and ``.index`` paths.
+"""Finding a checkpoint: the ``checkpoint`` state file, prefixes and ``.index`` names.
 
 A user may name a checkpoint by its model folder (the ``checkpoint`` state file
 there says which prefix is the latest, tf-checkpoint-format.md §1.2), by its
-prefix (``model.ckpt-100``), or by one of its files (``model.ckpt-100.index``).
-:func:`locate_checkpoint` turns any of them into a prefix.
+prefix (``model.ckpt-100``), or by one of its files (``model.ckpt-100.index``),
+as a local path or a URL. :func:`find_checkpoint` turns any of them into a
+:class:`CheckpointRef` (a folder :class:`~ckptmap.storage.Location` and the
+prefix's name in it) through the storage seam alone, so local folders and
+stores are searched by the same code; :func:`locate_checkpoint` gives a local
+checkpoint's prefix as a path. The state file's text is decoded by
+:mod:`ckptmap.formats.state_file`.
 """
 
 from __future__ import annotations
@@ -14,14 +19,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, UsageError
+from ckptmap.formats.state_file import (
+    MAX_STATE_FILE_BYTES,
+    STATE_FILE_NAME,
+    StateFileError,
+    decode_state,
+)
 from ckptmap.proto import ckptmap_tf_pb2
-from ckptmap.storage import Location, open_parent
+from ckptmap.storage import LocalLocation, Location, location_text, open_parent
 
-STATE_FILE_NAME = "checkpoint"
+__all__ = [
+    "INDEX_SUFFIX",
+    "STATE_FILE_NAME",
+    "CheckpointRef",
+    "CheckpointState",
+    "find_checkpoint",
+    "locate_checkpoint",
+    "read_state_file",
+]
+
 INDEX_SUFFIX = ".index"
-MAX_STATE_FILE_BYTES = 16 * 1024 * 1024  # a real one is a few hundred bytes
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5,}-of-\d{5,}$")
 _STEP = re.compile(r"-(\d+)$")
+_SAVED_MODEL_VARIABLES = "variables/variables"
+_EXPECTED = "(expected a model folder, a checkpoint prefix, or its .index file)"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRef:
+    """Where a checkpoint is, found by :func:`find_checkpoint`.
+
+    Attributes:
+        location: the folder holding the checkpoint's files.
+        prefix: the checkpoint prefix's name inside that folder (``model.ckpt-100``).
+        index: the ``.index`` file's bytes when finding already read them, else ``None``.
+    """
+
+    location: Location
+    prefix: str
+    index: bytes | None = None
+
+    @property
+    def path(self) -> Path:
+        """The prefix as a path (for a checkpoint at a URL, the URL as a path)."""
+        return Path(self.location.where(self.prefix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +81,7 @@ class CheckpointState:
 
 
 def read_state_file(path: str | os.PathLike[str]) -> CheckpointState:
-    """Read a ``checkpoint`` state file.
+    """Read a local ``checkpoint`` state file.
 
     Relative prefixes are joined with the file's folder. A prefix that points
     outside that folder is refused: a copied model folder would otherwise
@@ -52,231 +93,92 @@ def read_state_file(path: str | os.PathLike[str]) -> CheckpointState:
             names no checkpoint, or points outside its folder.
     """
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_STATE_FILE_BYTES:
-            raise CorruptCheckpointError(
-                path, f"state file is {size} bytes, too large to be a checkpoint state file"
-            )
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise MissingInputError(path, "checkpoint state file not found") from None
-    except UnicodeDecodeError:
-        raise CorruptCheckpointError(path, _garbage("it is not UTF-8 text")) from None
-    except OSError as err:
-        raise CorruptCheckpointError(path, f"cannot read the state file ({err.strerror})") from err
-    message = _parse_state(text, str(path))
-    folder = path.parent
-    latest = _resolve(path, folder, message.model_checkpoint_path)
-    kept = tuple(_resolve(path, folder, p) for p in message.all_model_checkpoint_paths)
-    return CheckpointState(path, latest, kept)
-
-
-def _parse_state(text: str, where: str) -> ckptmap_tf_pb2.CheckpointState:
-    """Parse the text of a state file; it must name a checkpoint."""
-    from google.protobuf import text_format  # only for folders: listing a prefix skips it
-
-    message = ckptmap_tf_pb2.CheckpointState()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as err:
-        raise CorruptCheckpointError(where, _garbage(str(err))) from None
-    if not message.model_checkpoint_path:
-        raise CorruptCheckpointError(
-            where,
-            "the state file names no checkpoint (model_checkpoint_path is empty; "
-            "pass a checkpoint prefix instead of the folder)",
-        )
-    return message
-
-
-def _garbage(reason: str) -> str:
-    return (
-        f"not a valid checkpoint state file ({reason}; delete it and pass a checkpoint "
-        "prefix, or restore it from a backup)"
-    )
-
-
-def _resolve(state_file: Path, folder: Path, stored: str) -> Path:
-    """Join a stored prefix with the folder and refuse one that leaves it."""
-    candidate = Path(stored)
-    if not candidate.is_absolute():
-        candidate = folder / candidate
-    real_folder = Path(os.path.realpath(folder))
-    real = Path(os.path.realpath(candidate))
-    if real.parent != real_folder and real_folder not in real.parents:
-        raise CorruptCheckpointError(
-            state_file,
-            f"checkpoint path {stored!r} points outside {folder} (the folder was probably "
-            f"moved or copied; make the paths in this file relative, e.g. "
-            f"{Path(stored).name!r}, or pass the checkpoint prefix directly)",
-        )
-    return candidate
+    folder = LocalLocation(path.parent)
+    message = _read_state(folder, path.name)
+    if message is None:
+        raise MissingInputError(path, "checkpoint state file not found")
+    where = str(path)
+    latest = _name_in_folder(where, folder, message.model_checkpoint_path)
+    kept = tuple(_name_in_folder(where, folder, p) for p in message.all_model_checkpoint_paths)
+    return CheckpointState(path, folder.path(latest), tuple(folder.path(p) for p in kept))
 
 
 def locate_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) -> Path:
-    """Return the prefix of the checkpoint that ``path`` names.
+    """Return the prefix of the local checkpoint that ``path`` names.
 
-    Args:
-        path: a model folder (its ``checkpoint`` state file is used; without one,
-            the folder's only checkpoint, or a SavedModel's ``variables/variables``),
-            the state file itself, a checkpoint prefix, its ``.index`` file or one
-            of its data files.
-        step: with a folder or prefix, the checkpoint saved at this global step:
-            the kept prefix that ends in ``-<step>``.
-
-    Returns:
-        The prefix; ``<prefix>.index`` exists.
-
-    Raises:
-        MissingInputError: if there is no checkpoint there, or none for ``step``.
-        CorruptCheckpointError: if the state file is unusable.
-        UsageError: if ``step`` is given with an ``.index`` or data file.
+    The same search as :func:`find_checkpoint`, for callers that want a path.
 
     Example:
         >>> locate_checkpoint("fixtures/ffm_v1", step=50)  # doctest: +SKIP
         PosixPath('fixtures/ffm_v1/model.ckpt-50')
     """
-    path = Path(path)
-    if path.is_dir():
-        return _locate_in_folder(path, step)
-    if path.name == STATE_FILE_NAME and path.is_file():
-        return _locate_in_folder(path.parent, step)
-    name = path.name
-    data_match = _DATA_FILE.match(name)
-    if name.endswith(INDEX_SUFFIX) or data_match:
-        if step is not None:
-            kind = "an .index" if data_match is None else "a data"
-            raise UsageError(
-                f"{path}: a step cannot be used with {kind} file path "
-                "(pass the model folder or the prefix with the step)"
-            )
-        stem = name[: -len(INDEX_SUFFIX)] if data_match is None else data_match["prefix"]
-        prefix = path.with_name(stem)
-        if path.is_file() and _index_of(prefix).is_file():
-            return prefix
-    prefix = path if step is None else path.with_name(f"{name}-{step}")
-    if _index_of(prefix).is_file():
-        return prefix
-    if path.exists() or step is not None:
-        what = f"no checkpoint for step {step} at {prefix}" if step is not None else None
-        raise MissingInputError(
-            path,
-            (what or "not a checkpoint")
-            + " (expected a model folder, a checkpoint prefix, or its .index file)",
-        )
-    raise MissingInputError(
-        path,
-        "no such file, folder or checkpoint prefix "
-        "(expected a model folder, a checkpoint prefix, or its .index file)",
-    )
+    return find_checkpoint(path, step=step).path
 
 
-def _index_of(prefix: Path) -> Path:
-    return prefix.with_name(prefix.name + INDEX_SUFFIX)
+def find_checkpoint(
+    path_or_url: str | os.PathLike[str], *, step: int | None = None
+) -> CheckpointRef:
+    """Find the checkpoint that a path or URL names.
 
+    Args:
+        path_or_url: a model folder (its ``checkpoint`` state file is used;
+            without one, the folder's only checkpoint, or a SavedModel's
+            ``variables/variables``), the state file itself, a checkpoint
+            prefix, its ``.index`` file or one of its data files; a local path
+            or a URL (a URL ending in ``/`` is a folder).
+        step: with a folder or prefix, the checkpoint saved at this global
+            step: the kept prefix that ends in ``-<step>``.
 
-def _locate_in_folder(folder: Path, step: int | None) -> Path:
-    state_file = folder / STATE_FILE_NAME
-    if state_file.is_file():
-        state = read_state_file(state_file)
-        if step is None:
-            prefix = state.latest
-        else:
-            candidates = [p for p in (*state.all, state.latest) if p.name.endswith(f"-{step}")]
-            if not candidates:
-                steps = sorted({m[1] for p in state.all if (m := _STEP.search(p.name))}, key=int)
-                raise MissingInputError(
-                    state_file,
-                    f"no checkpoint for step {step} (steps kept: {', '.join(steps) or 'none'})",
-                )
-            prefix = candidates[0]
-        if not _index_of(prefix).is_file():
-            raise MissingInputError(
-                _index_of(prefix),
-                f"listed in {state_file} but missing (copy the checkpoint's files "
-                "or edit the state file)",
-            )
-        return prefix
-    return _locate_without_state(folder, step)
-
-
-def _locate_without_state(folder: Path, step: int | None) -> Path:
-    """A folder without a state file: its only checkpoint, or a SavedModel's variables."""
-    prefixes = sorted(p.with_name(p.name[: -len(INDEX_SUFFIX)]) for p in folder.glob("*.index"))
-    if not prefixes:
-        saved_model = folder / "variables" / "variables"
-        if _index_of(saved_model).is_file() and step is None:
-            return saved_model
-        raise MissingInputError(
-            folder,
-            "no checkpoint in this folder (no 'checkpoint' state file and no .index file; "
-            "pass a checkpoint prefix or another folder)",
-        )
-    if step is not None:
-        prefixes = [p for p in prefixes if p.name.endswith(f"-{step}")]
-        if not prefixes:
-            raise MissingInputError(folder, f"no checkpoint for step {step} in this folder")
-    if len(prefixes) > 1:
-        names = ", ".join(p.name for p in prefixes)
-        raise MissingInputError(
-            folder,
-            f"no 'checkpoint' state file and several checkpoints ({names}); "
-            "pass one prefix or --step",
-        )
-    return prefixes[0]
-
-
-# -- checkpoints at URLs --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteCheckpointRef:
-    """Where a checkpoint at a URL is, found by :func:`locate_remote_checkpoint`.
-
-    Attributes:
-        location: the folder holding the checkpoint's files.
-        prefix: the checkpoint prefix's name inside that folder (``model.ckpt-100``).
-        index: the ``.index`` file's bytes when locating already read them, else ``None``.
-    """
-
-    location: Location
-    prefix: str
-    index: bytes | None = None
-
-
-def locate_remote_checkpoint(url: str, *, step: int | None = None) -> RemoteCheckpointRef:
-    """Find the checkpoint that a URL names, as :func:`locate_checkpoint` does for paths.
-
-    A URL ending in ``/``, or naming no ``<url>.index``, is a model folder: its
-    ``checkpoint`` state file is read, or (for stores that can list, not HTTP)
-    its only checkpoint is taken. Only the state file and the index are read.
+    Returns:
+        The folder and the prefix's name in it. Only the state file and the
+        index are read (the index only at a URL, where it is kept in the result).
 
     Raises:
-        MissingInputError: if there is no checkpoint at the URL.
+        MissingInputError: if there is no checkpoint there, or none for ``step``.
         CorruptCheckpointError: if the state file is unusable.
-        InputError: if the store cannot be reached or read.
+        InputError: if a store at a URL cannot be reached or read.
         UsageError: if ``step`` is given with an ``.index`` or data file, or the
             URL scheme is not supported.
     """
-    folder, name = open_parent(url)
-    if not name or name == STATE_FILE_NAME:
-        return _remote_folder(folder, step)
+    text = location_text(path_or_url)
+    folder, name = open_parent(text)
+    if not name or name == STATE_FILE_NAME and (not folder.is_local or folder.exists(name)):
+        return _in_folder(folder, step)
     data_match = _DATA_FILE.match(name)
     if name.endswith(INDEX_SUFFIX) or data_match:
         if step is not None:
             kind = "an .index" if data_match is None else "a data"
+            what = "path" if folder.is_local else "URL"
             raise UsageError(
-                f"{url}: a step cannot be used with {kind} file URL "
+                f"{text}: a step cannot be used with {kind} file {what} "
                 "(pass the model folder or the prefix with the step)"
             )
         stem = name[: -len(INDEX_SUFFIX)] if data_match is None else data_match["prefix"]
-        return RemoteCheckpointRef(folder, stem)
+        if not folder.is_local or folder.exists(name) and folder.exists(stem + INDEX_SUFFIX):
+            return CheckpointRef(folder, stem)  # at a URL, a missing index shows when read
+    if isinstance(folder, LocalLocation) and folder.path(name).is_dir():
+        return _in_folder(folder.child(name), step)
     prefix = name if step is None else f"{name}-{step}"
+    if folder.is_local:
+        if folder.exists(prefix + INDEX_SUFFIX):
+            return CheckpointRef(folder, prefix)
+        raise _not_a_checkpoint(text, folder, name, prefix, step)
     index = _read_if_present(folder, prefix + INDEX_SUFFIX)
     if index is not None:
-        return RemoteCheckpointRef(folder, prefix, index)
-    return _remote_folder(folder.child(name), step)
+        return CheckpointRef(folder, prefix, index)
+    return _in_folder(folder.child(name), step)
+
+
+def _not_a_checkpoint(
+    text: str, folder: Location, name: str, prefix: str, step: int | None
+) -> MissingInputError:
+    if step is not None:
+        return MissingInputError(
+            text, f"no checkpoint for step {step} at {folder.where(prefix)} {_EXPECTED}"
+        )
+    if isinstance(folder, LocalLocation) and folder.path(name).exists():
+        return MissingInputError(text, f"not a checkpoint {_EXPECTED}")
+    return MissingInputError(text, f"no such file, folder or checkpoint prefix {_EXPECTED}")
 
 
 def _read_if_present(location: Location, name: str) -> bytes | None:
@@ -286,74 +188,138 @@ def _read_if_present(location: Location, name: str) -> bytes | None:
         return None
 
 
-def _remote_folder(location: Location, step: int | None) -> RemoteCheckpointRef:
-    state_where = location.where(STATE_FILE_NAME)
-    raw = _read_if_present(location, STATE_FILE_NAME)
-    if raw is None:
-        return _remote_without_state(location, step)
-    if len(raw) > MAX_STATE_FILE_BYTES:
-        raise CorruptCheckpointError(
-            state_where, f"state file is {len(raw)} bytes, too large to be a checkpoint state file"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorruptCheckpointError(state_where, _garbage("it is not UTF-8 text")) from None
-    message = _parse_state(text, state_where)
-    latest = _remote_name(state_where, location, message.model_checkpoint_path)
+# -- model folders ------------------------------------------------------------------
+
+
+def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
+    """The checkpoint of a model folder: its state file's, or the folder's only one."""
+    state_where = folder.where(STATE_FILE_NAME)
+    message = _read_state(folder, STATE_FILE_NAME)
+    if message is None:
+        return _without_state(folder, step)
+    latest = _name_in_folder(state_where, folder, message.model_checkpoint_path)
     if step is None:
-        return RemoteCheckpointRef(location, latest)
-    kept = [_remote_name(state_where, location, p) for p in message.all_model_checkpoint_paths]
-    candidates = [p for p in (*kept, latest) if p.endswith(f"-{step}")]
-    if not candidates:
-        steps = sorted({m[1] for p in kept if (m := _STEP.search(p))}, key=int)
+        prefix = latest
+    else:
+        kept = [_name_in_folder(state_where, folder, p) for p in message.all_model_checkpoint_paths]
+        candidates = [p for p in (*kept, latest) if p.endswith(f"-{step}")]
+        if not candidates:
+            steps = sorted({m[1] for p in kept if (m := _STEP.search(p))}, key=int)
+            raise MissingInputError(
+                state_where,
+                f"no checkpoint for step {step} (steps kept: {', '.join(steps) or 'none'})",
+            )
+        prefix = candidates[0]
+    if folder.is_local and not folder.exists(prefix + INDEX_SUFFIX):
         raise MissingInputError(
-            state_where,
-            f"no checkpoint for step {step} (steps kept: {', '.join(steps) or 'none'})",
+            folder.where(prefix + INDEX_SUFFIX),
+            f"listed in {state_where} but missing (copy the checkpoint's files "
+            "or edit the state file)",
         )
-    return RemoteCheckpointRef(location, candidates[0])
+    return CheckpointRef(folder, prefix)
 
 
-def _remote_name(state_where: str, location: Location, stored: str) -> str:
-    """A stored prefix as a name in the folder; absolute paths and ``..`` are refused."""
+def _read_state(folder: Location, name: str) -> ckptmap_tf_pb2.CheckpointState | None:
+    """The state file ``name`` of ``folder``, decoded; ``None`` if there is none.
+
+    Raises:
+        CorruptCheckpointError: if it is too large, not a text ``CheckpointState``,
+            or names no checkpoint.
+    """
+    where = folder.where(name)
+    if folder.is_local:  # check the size before reading (a store tells it only by reading)
+        try:
+            size = folder.size(name)
+        except MissingInputError:
+            return None
+        if size is not None and size > MAX_STATE_FILE_BYTES:
+            raise _too_large(where, size)
+    raw = _read_if_present(folder, name)
+    if raw is None:
+        return None
+    if len(raw) > MAX_STATE_FILE_BYTES:
+        raise _too_large(where, len(raw))
+    try:
+        message = decode_state(raw)
+    except StateFileError as err:
+        raise CorruptCheckpointError(
+            where,
+            f"not a valid checkpoint state file ({err}; delete it and pass a checkpoint "
+            "prefix, or restore it from a backup)",
+        ) from None
+    if not message.model_checkpoint_path:
+        raise CorruptCheckpointError(
+            where,
+            "the state file names no checkpoint (model_checkpoint_path is empty; "
+            "pass a checkpoint prefix instead of the folder)",
+        )
+    return message
+
+
+def _too_large(where: str, size: int) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        where, f"state file is {size} bytes, too large to be a checkpoint state file"
+    )
+
+
+def _name_in_folder(state_where: str, folder: Location, stored: str) -> str:
+    """A prefix stored in a state file as a name in its folder; one that leaves it is refused.
+
+    Locally, absolute paths inside the folder are accepted and symbolic links
+    are followed; in a store, absolute paths and ``..`` are refused.
+    """
+    if isinstance(folder, LocalLocation):
+        candidate = Path(stored)
+        if not candidate.is_absolute():
+            candidate = folder.root / candidate
+        real_folder = Path(os.path.realpath(folder.root))
+        real = Path(os.path.realpath(candidate))
+        if real.parent == real_folder or real_folder in real.parents:
+            return os.path.relpath(candidate, folder.root)
+        raise CorruptCheckpointError(
+            state_where,
+            f"checkpoint path {stored!r} points outside {folder.root} (the folder was probably "
+            f"moved or copied; make the paths in this file relative, e.g. "
+            f"{Path(stored).name!r}, or pass the checkpoint prefix directly)",
+        )
     parts = stored.replace("\\", "/").split("/")
     if stored.startswith("/") or ".." in parts or not parts[-1]:
         raise CorruptCheckpointError(
             state_where,
-            f"checkpoint path {stored!r} points outside {location.url} (the folder was copied "
+            f"checkpoint path {stored!r} points outside {folder.url} (the folder was copied "
             f"from elsewhere; make the paths in this file relative, e.g. "
             f"{parts[-1] or stored!r}, or pass the checkpoint prefix URL directly)",
         )
     return "/".join(p for p in parts if p not in ("", "."))
 
 
-def _remote_without_state(location: Location, step: int | None) -> RemoteCheckpointRef:
-    names = location.list()
-    if names is None:
+def _without_state(folder: Location, step: int | None) -> CheckpointRef:
+    """A folder without a state file: its only checkpoint, or a SavedModel's variables."""
+    listed = folder.list()
+    if listed is None:
         raise MissingInputError(
-            location.url,
+            folder.url,
             "no checkpoint here: no <URL>.index and no 'checkpoint' state file in this folder "
             "(this store cannot list folders: give the checkpoint prefix URL)",
         )
-    indexes = {n for n in names if n.endswith(INDEX_SUFFIX)}
-    prefixes = sorted(n[: -len(INDEX_SUFFIX)] for n in indexes if "/" not in n)
+    names = {n for n in listed if n.endswith(INDEX_SUFFIX)}
+    prefixes = sorted(n[: -len(INDEX_SUFFIX)] for n in names if "/" not in n)
     if not prefixes:
-        saved_model = "variables/variables"
-        if saved_model + INDEX_SUFFIX in indexes and step is None:
-            return RemoteCheckpointRef(location, saved_model)
+        if _SAVED_MODEL_VARIABLES + INDEX_SUFFIX in names and step is None:
+            return CheckpointRef(folder, _SAVED_MODEL_VARIABLES)
         raise MissingInputError(
-            location.url,
-            "no checkpoint here (no 'checkpoint' state file and no .index file; "
-            "give a checkpoint prefix URL or another folder)",
+            folder.url,
+            "no checkpoint in this folder (no 'checkpoint' state file and no .index file; "
+            "pass a checkpoint prefix or another folder)",
         )
     if step is not None:
         prefixes = [p for p in prefixes if p.endswith(f"-{step}")]
         if not prefixes:
-            raise MissingInputError(location.url, f"no checkpoint for step {step} in this folder")
+            raise MissingInputError(folder.url, f"no checkpoint for step {step} in this folder")
     if len(prefixes) > 1:
         raise MissingInputError(
-            location.url,
+            folder.url,
             f"no 'checkpoint' state file and several checkpoints ({', '.join(prefixes)}); "
             "pass one prefix or --step",
         )
-    return RemoteCheckpointRef(location, prefixes[0])
+    return CheckpointRef(folder, prefixes[0])

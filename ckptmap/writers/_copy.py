@@ -20,11 +20,11 @@ import google_crc32c
 import numpy as np
 
 from ckptmap.errors import CorruptCheckpointError, InputError, MissingInputError
-from ckptmap.writers._layout import (
+from ckptmap.formats.crc import crc32c
+from ckptmap.formats.string_layout import (
     StringLayoutError,
     check_layout,
     decode_lengths,
-    extend_crc,
     require_lengths,
 )
 
@@ -154,7 +154,7 @@ class SourceFiles:
                 f"{where}: bytes {offset}..{end} are not a valid string tensor ({err}); "
                 "the source checkpoint is corrupt",
             ) from None
-        crc = extend_crc(crc, memoryview(head)[header_len:])
+        crc = crc32c(memoryview(head)[header_len:], crc)
         del head
         return self._crc_range(source, pos, end - pos, where, crc)
 

@@ -16,16 +16,15 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from ckptmap._format import (
+from ckptmap.errors import UsageError
+from ckptmap.formats.crc import crc32c, mask_crc
+from ckptmap.formats.table import (
     BLOCK_TRAILER_SIZE,
     FOOTER_SIZE,
     NO_COMPRESSION,
     TABLE_MAGIC,
-    crc32c,
     encode_varint,
-    mask_crc,
 )
-from ckptmap.errors import UsageError
 
 # §3.8: the parameters TensorFlow uses for bundle indexes.
 BLOCK_SIZE = 256 * 1024

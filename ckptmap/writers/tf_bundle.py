@@ -48,7 +48,6 @@ from typing import IO, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ckptmap._format import BUNDLE_VERSION, encode_slice_key, mask_crc
 from ckptmap.dtypes import BY_ENUM, DT_STRING, DType, dtype_from_numpy
 from ckptmap.errors import (
     CkptmapError,
@@ -57,6 +56,11 @@ from ckptmap.errors import (
     OutputError,
     UsageError,
 )
+from ckptmap.formats.crc import crc32c as compute_crc32c
+from ckptmap.formats.crc import mask_crc
+from ckptmap.formats.slice_key import encode_slice_key
+from ckptmap.formats.string_layout import StringLayoutError, encode_strings, string_crc
+from ckptmap.formats.table import BUNDLE_VERSION
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.split import SliceSpec
 from ckptmap.storage import location_text
@@ -75,14 +79,7 @@ from ckptmap.writers._entries import (
     key_bytes,
     where,
 )
-from ckptmap.writers._layout import (
-    StringLayoutError,
-    encode_strings,
-    extend_crc,
-    numeric_bytes,
-    string_crc,
-    string_items,
-)
+from ckptmap.writers._layout import numeric_bytes, string_items
 from ckptmap.writers._table import TableBuilder
 from ckptmap.writers._writeback import STEP as _WRITEBACK_STEP
 from ckptmap.writers._writeback import Writeback
@@ -315,7 +312,7 @@ class BundleWriter:
             chunks, size, crc = encode_strings(items, self._byte_order)
         else:
             flat = numeric_bytes(arr, dt, self._byte_order, where(kb))
-            chunks, size, crc = [flat], int(flat.size), extend_crc(0, flat)
+            chunks, size, crc = [flat], int(flat.size), compute_crc32c(flat)
         sid = self._pick_shard(shard, size)
         offset = self._write_chunks(sid, chunks)
         self._entries[kb] = Entry(kb, dt, shape, sid, offset, size, mask_crc(crc))
@@ -362,7 +359,7 @@ class BundleWriter:
                 raise UsageError(f"{where(kb)}: not a string tensor (§5.2): {err}") from None
             crc = computed if crc32c is None else check_crc_value(crc32c, where(kb))
         else:
-            crc = extend_crc(0, view) if crc32c is None else check_crc_value(crc32c, where(kb))
+            crc = compute_crc32c(view) if crc32c is None else check_crc_value(crc32c, where(kb))
         sid = self._pick_shard(shard, size)
         offset = self._write_chunks(sid, [view])
         self._entries[kb] = Entry(kb, dt, dims, sid, offset, size, mask_crc(crc))

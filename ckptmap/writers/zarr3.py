@@ -30,8 +30,8 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ckptmap._format import crc32c, mask_crc
 from ckptmap.errors import CkptmapError, CorruptCheckpointError, OutputError
+from ckptmap.formats.crc import crc32c, mask_crc
 from ckptmap.formats.zarr_layout import (
     ROOT_METADATA,
     STORAGE_STRINGS,

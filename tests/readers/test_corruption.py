@@ -30,7 +30,6 @@ from helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptmap._format import crc32c, mask_crc
 from ckptmap.cli import main
 from ckptmap.errors import (
     CkptmapError,
@@ -38,6 +37,7 @@ from ckptmap.errors import (
     MissingInputError,
     UnsupportedInputError,
 )
+from ckptmap.formats.crc import crc32c, mask_crc
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers import open_checkpoint
 
@@ -282,8 +282,8 @@ CASES = [
             lambda d: flip_byte(_zoo_shard(d), _zoo_entry("string_scalar").offset + 1),
             CorruptCheckpointError,
             lambda d: (
-                f"{_zoo_shard(d)}: tensor 'string_scalar': the checksum of its string lengths "
-                f"does not match ({FIX_DATA})"
+                f"{_zoo_shard(d)}: tensor 'string_scalar': the string length checksum does not "
+                f"match the lengths ({FIX_DATA})"
             ),
             cli_args=("--verify",),
         ),

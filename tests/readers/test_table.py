@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, data_blocks, table_entries
 
-from ckptmap._format import FOOTER_SIZE, encode_varint
+from ckptmap.formats.table import FOOTER_SIZE, encode_varint
 from ckptmap.readers._table import (
     BlockHandle,
     TableFormatError,

@@ -20,8 +20,8 @@ from helpers import (
     to_big_endian,
 )
 
-from ckptmap._format import encode_slice_key
 from ckptmap.errors import MissingInputError, TensorNotFoundError, UsageError
+from ckptmap.formats.slice_key import encode_slice_key
 from ckptmap.readers import Asset, Checkpoint, locate_checkpoint, open_checkpoint
 
 GOLDENS = [load_golden(p) for p in GOLDEN_JSONS]

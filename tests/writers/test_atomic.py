@@ -82,7 +82,7 @@ def _kill_after(proc: subprocess.Popen[str], marker: str) -> None:
 _SLOW_WRITER = """
 import sys, time
 import numpy as np
-from ckptmap._format import unmask_crc
+from ckptmap.formats.crc import unmask_crc
 from ckptmap.readers import open_checkpoint
 from ckptmap.writers.commit import FAULT_ENV, STAGING_PREFIX, pending_commits, recover_folder
 from ckptmap.writers import BundleWriter

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from helpers import FIXTURES, table_entries
 
-from ckptmap._format import FOOTER_SIZE, TABLE_MAGIC, crc32c, mask_crc
 from ckptmap.errors import UsageError
+from ckptmap.formats.crc import crc32c, mask_crc
+from ckptmap.formats.table import FOOTER_SIZE, TABLE_MAGIC
 from ckptmap.readers._table import read_table
 from ckptmap.writers._table import (
     RESTART_INTERVAL,

@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
-from ckptmap._format import crc32c, mask_crc, unmask_crc
 from ckptmap.dtypes import BY_ENUM, BY_NAME, DType
 from ckptmap.errors import (
     CorruptCheckpointError,
@@ -32,6 +31,7 @@ from ckptmap.errors import (
     OutputExistsError,
     UsageError,
 )
+from ckptmap.formats.crc import crc32c, mask_crc, unmask_crc
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.readers import Checkpoint, TensorEntry, open_checkpoint
 from ckptmap.split import SliceSpec

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from helpers import FIXTURES, table_entries
 
-from ckptmap._format import unmask_crc
 from ckptmap.dtypes import BY_NAME, DType
+from ckptmap.formats.crc import unmask_crc
 from ckptmap.readers import open_checkpoint
 from ckptmap.split import SliceSpec
 from ckptmap.writers import BundleWriter, slice_entry_key, write_state_file

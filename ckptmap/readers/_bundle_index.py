@@ -1,0 +1,308 @@
+"""The index of a tensor bundle: its header, its entries, the slices of partitioned tensors.
+
+The decoded table (:mod:`ckptmap.readers._table`) maps every key to a
+serialized proto. :class:`BundleIndex` decodes the header (§4.1) when opened
+and each ``BundleEntryProto`` (§4.2) on first use, and checks every field that
+will later size an allocation or a read before anything trusts it. A
+partitioned tensor's slices are found under their slice keys (§6.4) and must
+tile the tensor. Nothing here reads a data file; errors name the index.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from ckptmap.dtypes import REF_OFFSET, DType, dtype_from_enum
+from ckptmap.errors import (
+    CkptmapError,
+    CorruptCheckpointError,
+    PartitionError,
+    SliceSpecError,
+    TensorNotFoundError,
+    UnsupportedInputError,
+)
+from ckptmap.formats.slice_key import encode_slice_key, is_slice_key
+from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
+from ckptmap.formats.table import BUNDLE_VERSION
+from ckptmap.proto import ckptmap_tf_pb2
+from ckptmap.readers._table import Table
+from ckptmap.spec import TensorSpec
+from ckptmap.split import SliceSpec, check_tiling
+
+HEADER_KEY = b""  # §4: the header is stored under the empty key
+MAX_SHARDS = 99_999  # shard numbers are written with 5 digits (§1.1)
+MAX_RANK = 254  # TensorShape::MaxDimensions()
+BIG_ENDIAN = 1  # BundleHeaderProto.Endianness.BIG (§4.1)
+FIX_INDEX = "the index is corrupt; copy the checkpoint again from its source"
+
+
+@dataclass(frozen=True, slots=True)
+class TensorEntry:
+    """One entry of the index: where a tensor (or one stored slice) lies (§4.2).
+
+    Attributes:
+        key: the key, decoded as UTF-8 with ``errors="surrogateescape"`` so that
+            any bytes round-trip (``key.encode("utf-8", "surrogateescape")``).
+        dtype: the tensor's dtype.
+        shape: its shape (the full shape for a partitioned tensor).
+        shard_id: the data file holding its bytes.
+        offset: where its bytes start in that file.
+        size: how many bytes it takes.
+        crc32c: the stored, masked CRC32C of its bytes (§5).
+        slices: on the full entry of a partitioned tensor, its stored slices
+            (in stored order, extents spelled as stored); empty otherwise.
+    """
+
+    key: str
+    dtype: DType
+    shape: tuple[int, ...]
+    shard_id: int
+    offset: int
+    size: int
+    crc32c: int
+    slices: tuple[SliceSpec, ...] = ()
+
+    @property
+    def num_elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def is_sliced(self) -> bool:
+        """True for the full entry of a partitioned tensor (its data are in slices)."""
+        return bool(self.slices)
+
+
+def _raw(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+class BundleIndex:
+    """The entries of one ``.index`` file, decoded lazily.
+
+    Attributes:
+        where: the index file as the user would write it (named in every error).
+        num_shards: the number of data files (from the header).
+        byte_order: ``"<"`` or ``">"``, the byte order of the data (§5.4).
+        keys: the tensors' keys in index order (no slice keys).
+    """
+
+    def __init__(self, table: Table, where: str) -> None:
+        self.where = where
+        self._values = dict(zip(table.keys, table.values, strict=True))
+        header = self._decode_header(table)
+        self.num_shards: int = header.num_shards
+        self.byte_order: str = ">" if header.endianness == BIG_ENDIAN else "<"
+        self.keys = [
+            k.decode("utf-8", "surrogateescape") for k in table.keys if k and not is_slice_key(k)
+        ]
+        self._entries: dict[bytes, TensorEntry] = {}
+        self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
+        self._slice_names: dict[bytes, str] = {}  # slice key -> "'key' (slice spec)"
+        self._tiled: set[str] = set()  # partitioned keys whose slices tile them
+
+    def corrupt(self, detail: str) -> CorruptCheckpointError:
+        """An error naming the index, ``detail`` and what to do."""
+        return CorruptCheckpointError(self.where, f"{detail} ({FIX_INDEX})")
+
+    # -- the header (§4.1) ---------------------------------------------------------
+
+    def _decode_header(self, table: Table) -> ckptmap_tf_pb2.BundleHeaderProto:
+        if not table.keys or table.keys[0] != HEADER_KEY:
+            raise CorruptCheckpointError(
+                self.where,
+                f"the index has no header entry (the first key is not empty; {FIX_INDEX})",
+            )
+        try:
+            header: ckptmap_tf_pb2.BundleHeaderProto = ckptmap_tf_pb2.BundleHeaderProto.FromString(
+                table.values[0]
+            )
+        except DecodeError as err:
+            raise CorruptCheckpointError(
+                self.where, f"the bundle header cannot be decoded ({err}; {FIX_INDEX})"
+            ) from err
+        if not 1 <= header.num_shards <= MAX_SHARDS:
+            raise self.corrupt(f"the header's shard count {header.num_shards} is out of range")
+        if header.endianness not in (0, BIG_ENDIAN):
+            raise self.corrupt(f"the header's endianness {header.endianness} is unknown")
+        version = header.version
+        if version.producer < 0:
+            raise self.corrupt(f"the header's producer version {version.producer} is negative")
+        if version.min_consumer > BUNDLE_VERSION:
+            raise UnsupportedInputError(
+                f"{self.where}: the checkpoint needs bundle format version "
+                f"{version.min_consumer} or later, newer than {BUNDLE_VERSION} which ckptmap reads "
+                "(re-save it with the TensorFlow version that trains the new model)"
+            )
+        if BUNDLE_VERSION in version.bad_consumers:
+            raise UnsupportedInputError(
+                f"{self.where}: the checkpoint says readers of bundle format version "
+                f"{BUNDLE_VERSION}, like ckptmap, must not read it (re-save it with the "
+                "TensorFlow version that trains the new model)"
+            )
+        return header
+
+    # -- entries (§4.2) ------------------------------------------------------------
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        raw = _raw(key)
+        return bool(raw) and not is_slice_key(raw) and raw in self._values
+
+    def entry(self, key: str) -> TensorEntry:
+        """The entry of the tensor ``key``.
+
+        Raises:
+            TensorNotFoundError: if there is no such tensor.
+            CorruptCheckpointError: if its entry is damaged.
+            UnsupportedInputError: if its dtype is unknown.
+        """
+        if key not in self:
+            close = difflib.get_close_matches(key, self.keys, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TensorNotFoundError(
+                self.where,
+                key,
+                f"no tensor {key!r} in this checkpoint "
+                f"({hint}list the keys with `ckptmap inspect`)",
+            )
+        return self._entry(_raw(key))
+
+    def specs(self) -> dict[str, TensorSpec]:
+        """A :class:`TensorSpec` per key (partitioned tensors with their slices), in key order."""
+        specs: dict[str, TensorSpec] = {}
+        for key in self.keys:
+            entry = self._entry(_raw(key))
+            specs[key] = TensorSpec(key, entry.dtype, entry.shape, entry.slices)
+        return specs
+
+    def describe(self, entry: TensorEntry) -> str:
+        """The user's name for an entry: its key, or its tensor and slice for a slice entry."""
+        return self._slice_names.get(_raw(entry.key), repr(entry.key))
+
+    def _entry(self, raw: bytes, where: str | None = None) -> TensorEntry:
+        """The decoded entry under ``raw``; ``where`` names it in messages (default: its key)."""
+        cached = self._entries.get(raw)
+        if cached is None:
+            cached = self._decode_entry(raw, self._values[raw], where)
+            self._entries[raw] = cached
+        return cached
+
+    def _decode_entry(self, raw: bytes, value: memoryview, where: str | None) -> TensorEntry:
+        key = raw.decode("utf-8", "surrogateescape")
+        where = where or f"tensor {key!r}"
+        try:
+            proto = ckptmap_tf_pb2.BundleEntryProto.FromString(value)
+        except DecodeError as err:
+            raise self.corrupt(f"the entry of {where} cannot be decoded ({err})") from err
+        if proto.dtype > REF_OFFSET:
+            raise UnsupportedInputError(
+                f"{self.where}: {where} has reference dtype enum {proto.dtype}, "
+                f"which is never stored in a checkpoint ({FIX_INDEX})"
+            )
+        dtype = dtype_from_enum(proto.dtype, where=f"{self.where}: {where}")
+        shape = self._decode_shape(proto.shape, where)
+        slices = tuple(self._decode_slice(s, shape, where) for s in proto.slices)
+        entry = TensorEntry(
+            key, dtype, shape, proto.shard_id, proto.offset, proto.size, proto.crc32c, slices
+        )
+        if not slices:
+            self._check_data_entry(entry, where)
+        elif not shape:
+            raise self.corrupt(f"{where} is a scalar but has slices")
+        return entry
+
+    def _decode_shape(self, proto: ckptmap_tf_pb2.TensorShapeProto, where: str) -> tuple[int, ...]:
+        if proto.unknown_rank:
+            raise self.corrupt(f"{where} has a shape of unknown rank")
+        if len(proto.dim) > MAX_RANK:
+            raise self.corrupt(f"{where} has rank {len(proto.dim)}, more than {MAX_RANK}")
+        shape = tuple(int(d.size) for d in proto.dim)
+        if any(d < 0 for d in shape):
+            raise self.corrupt(f"{where} has a negative dimension in its shape {list(shape)}")
+        return shape
+
+    def _decode_slice(
+        self, proto: ckptmap_tf_pb2.TensorSliceProto, shape: tuple[int, ...], where: str
+    ) -> SliceSpec:
+        extents = tuple(
+            (int(e.start), int(e.length) if e.HasField("length") else -1) for e in proto.extent
+        )
+        try:
+            return SliceSpec(shape, extents)
+        except CkptmapError as err:
+            raise self.corrupt(f"{where} has an invalid slice: {err}") from err
+
+    def _check_data_entry(self, entry: TensorEntry, where: str) -> None:
+        """Validate an entry that holds bytes, before anything is read or allocated."""
+        if not 0 <= entry.shard_id < self.num_shards:
+            raise self.corrupt(
+                f"{where} is in shard {entry.shard_id}, but the checkpoint has {self.num_shards}"
+            )
+        if entry.offset < 0 or entry.size < 0:
+            raise self.corrupt(f"{where} has a negative offset or size")
+        count = entry.num_elements
+        if entry.dtype.is_string:
+            if entry.size < count + LENGTH_CHECKSUM_SIZE and not (count == 0 == entry.size):
+                raise self.corrupt(
+                    f"{where} stores {entry.size} bytes, too few for {count} strings"
+                )
+        elif entry.size != count * entry.dtype.itemsize:
+            raise self.corrupt(
+                f"{where} stores {entry.size} bytes, but shape {list(entry.shape)} of "
+                f"{entry.dtype.name} needs {count * entry.dtype.itemsize}"
+            )
+
+    # -- slices of partitioned tensors (§6) ----------------------------------------
+
+    def slice_entries(self, key: str) -> list[tuple[SliceSpec, TensorEntry]]:
+        """The stored slices of the partitioned tensor ``key``, in stored order.
+
+        Returns an empty list for a tensor that is not partitioned.
+
+        Raises:
+            TensorNotFoundError: if there is no such tensor.
+            CorruptCheckpointError: if a slice's entry is missing or disagrees
+                with the full entry.
+        """
+        cached = self._slices.get(key)
+        if cached is not None:
+            return list(cached)
+        full = self.entry(key)
+        raw = _raw(key)
+        parts: list[tuple[SliceSpec, TensorEntry]] = []
+        for spec in full.slices:
+            where = f"tensor {key!r} slice {spec}"
+            slice_key = encode_slice_key(raw, spec.extents)
+            if slice_key not in self._values:
+                raise self.corrupt(f"{where} has no entry in the index")
+            self._slice_names.setdefault(slice_key, f"{key!r} (slice {spec})")
+            part = self._entry(slice_key, where)
+            if part.slices or part.dtype != full.dtype or part.shape != spec.shape:
+                raise self.corrupt(
+                    f"{where} is stored as {part.dtype.name} {list(part.shape)}, expected "
+                    f"{full.dtype.name} {list(spec.shape)}"
+                )
+            parts.append((spec, part))
+        self._slices[key] = tuple(parts)
+        return parts
+
+    def check_tiling(self, entry: TensorEntry) -> None:
+        """Require the stored slices to cover the tensor exactly once (checked once per tensor).
+
+        Raises:
+            CorruptCheckpointError: naming the tensor, if two slices overlap or
+                the slices leave a gap.
+        """
+        if entry.key in self._tiled:
+            return
+        specs = [spec for spec, _ in self.slice_entries(entry.key)]
+        try:
+            check_tiling(specs, entry.shape)
+        except (PartitionError, SliceSpecError) as err:
+            raise self.corrupt(f"tensor {entry.key!r}: {err}") from None
+        self._tiled.add(entry.key)
