@@ -2,7 +2,7 @@
 
 Stores have no rename, so each file is uploaded under its final name, the
 index (the commit point) after the data and assets, the state file last. A
-journal object ``<folder>/.ckptmap-staging-<token>/journal`` is written to
+journal object ``<folder>/.ckptmap-staging-<token>.journal`` is written to
 the store before the first upload and deleted after the last, so leftovers of
 a killed upload are recognisable; the next write of the same prefix deletes
 them.
@@ -27,7 +27,7 @@ from ckptmap.writers._protocol import (
 from ckptmap.writers._staging import Staging, folder_lock, recover
 from ckptmap.writers.state import STATE_FILENAME, state_file_bytes
 
-JOURNAL_KEY = "journal"
+JOURNAL_SUFFIX = ".journal"  # one key, not a folder: stores without folders leave none behind
 
 
 def url_journals(location: Location) -> list[tuple[str, Journal | None]]:
@@ -35,7 +35,7 @@ def url_journals(location: Location) -> list[tuple[str, Journal | None]]:
     names = location.list(STAGING_PREFIX)
     found: list[tuple[str, Journal | None]] = []
     for key in names or []:
-        if not key.endswith("/" + JOURNAL_KEY):
+        if "/" in key or not key.endswith(JOURNAL_SUFFIX):
             continue
         try:
             found.append((key, Journal.decode(location.read_all(key, max_bytes=1 << 24))))
@@ -113,7 +113,7 @@ class UrlCommit(Commit):
         journal = Journal(self.name, place, [self._index] if clash else [], stale)
         committed = False
         try:
-            self._journal_key = f"{STAGING_PREFIX}{self._staging.token}/{JOURNAL_KEY}"
+            self._journal_key = f"{STAGING_PREFIX}{self._staging.token}{JOURNAL_SUFFIX}"
             loc.write(self._journal_key, journal.encode())
             self.steps.reach("journal")
             if clash:  # old data are overwritten next: the old index must not point at them

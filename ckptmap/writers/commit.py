@@ -55,7 +55,7 @@ staging folders without changing anything (``inspect`` can show them).
 
 URLs (stores have no rename): files are staged in a locked staging folder
 under ``TMPDIR``, and uploaded in the same order; a journal object
-``<folder URL>/.ckptmap-staging-<token>/journal`` is written first and deleted
+``<folder URL>/.ckptmap-staging-<token>.journal`` is written first and deleted
 last, so a killed upload's leftovers are recognisable; the next write of the
 same prefix deletes them. With ``force``, the old index is deleted before the
 first upload only when a new data shard or asset would overwrite an old file
@@ -165,7 +165,7 @@ def pending_commits(folder: str | os.PathLike[str]) -> list[PendingCommit]:
         location = open_location(text)
         found = []
         for key, journal in url_journals(location):
-            token = key.split("/", 1)[0][len(STAGING_PREFIX) :]
+            token = key[len(STAGING_PREFIX) : -len(".journal")]
             prefix = journal.prefix if journal is not None else None
             found.append(PendingCommit(location.where(key), prefix, False, "uploading", 0, token))
         return found

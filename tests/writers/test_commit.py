@@ -382,3 +382,49 @@ def test_url_upload_failure_deletes_what_was_written(monkeypatch: pytest.MonkeyP
     with pytest.raises(OutputError, match="nothing was committed"):
         _write("memory://upload-fails/m", shards=2)
     assert _store_keys("memory://upload-fails/") == []
+
+
+# -- a whole folder (a zarr store) -----------------------------------------------------------------
+
+
+def _store(output: Any, value: str) -> None:
+    (output.stage_prefix / "zarr.json").write_text(value)
+    (output.stage_prefix / "a" / "c").mkdir(parents=True)
+    (output.stage_prefix / "a" / "c" / "0").write_text(value)
+
+
+def _replace_store(target: Path, value: str) -> None:
+    with open_commit(target, whole_folder=True, force=True) as output:
+        _store(output, value)
+        output.commit()
+
+
+def test_a_whole_folder_is_renamed_into_place(tmp_path: Path, hook: Any) -> None:
+    target = tmp_path / "out" / "store.zarr"
+    with open_commit(target, whole_folder=True) as output:
+        _store(output, "one")
+        assert output.commit() == ("store.zarr",)
+    assert _files(tmp_path / "out") == ["store.zarr/a/c/0", "store.zarr/zarr.json"]
+    with pytest.raises(OutputExistsError, match="already exists \\(pass --force"):
+        open_commit(target, whole_folder=True)
+    seen: list[str] = []
+    hook(seen.append)
+    _replace_store(target, "two")
+    hook(None)
+    assert (target / "zarr.json").read_text() == "two"
+    assert "aside#1" in seen
+    for label in seen:
+
+        def fail(reached: str, label: str = label) -> None:
+            if reached == label:
+                raise Injected(label)
+
+        hook(fail)
+        with pytest.raises(Injected):
+            _replace_store(target, label)
+        hook(None)
+        recover_folder(tmp_path / "out")
+        expected = label if seen.index(label) >= seen.index("place-asset#1") else "two"
+        assert (target / "zarr.json").read_text() == expected, label
+        assert _files(tmp_path / "out") == ["store.zarr/a/c/0", "store.zarr/zarr.json"]
+        _replace_store(target, "two")
