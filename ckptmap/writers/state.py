@@ -4,7 +4,8 @@ It is a protobuf text-format ``CheckpointState`` (tf-checkpoint-format.md §1.2)
 Like ``tf.train.CheckpointManager`` (and ``Saver(save_relative_paths=True)``) we
 store prefixes relative to the folder holding the file when they lie inside it,
 so the folder can be moved. The file is replaced atomically; write it only after
-the checkpoint itself is committed.
+the checkpoint itself is committed (the commit protocol,
+:mod:`ckptmap.writers.commit`, does: the state file is its last step).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from ckptmap.errors import CorruptCheckpointError, OutputError, UsageError
+from ckptmap.formats.state_file import StateFileError, decode_state
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.writers._atomic import atomic_write_bytes
 
-__all__ = ["STATE_FILENAME", "write_state_file"]
+__all__ = ["STATE_FILENAME", "state_file_bytes", "write_state_file"]
 
 STATE_FILENAME = "checkpoint"
 
@@ -63,12 +65,30 @@ def write_state_file(
         PosixPath('/abs/out/checkpoint')
     """
     folder = Path(os.path.abspath(model_dir))
+    data = state_file_bytes(folder, prefix, keep_existing=keep_existing, timestamp=timestamp)
+    state_path = folder / STATE_FILENAME
+    atomic_write_bytes(state_path, data)
+    return state_path
+
+
+def state_file_bytes(
+    model_dir: str | os.PathLike[str],
+    prefix: str | os.PathLike[str],
+    *,
+    keep_existing: bool = True,
+    timestamp: float | None = None,
+) -> bytes:
+    """The bytes :func:`write_state_file` would write (arguments and errors as there).
+
+    The commit protocol prepares the state file in its staging folder with
+    this, before the checkpoint is committed, and moves it into place last.
+    """
+    folder = Path(os.path.abspath(model_dir))
     if not folder.is_dir():
         raise OutputError(f"{folder}: not an existing folder; create it or choose another one")
     target = Path(os.path.abspath(prefix))
     stored = os.path.relpath(target, folder) if folder in target.parents else str(target)
     state_path = folder / STATE_FILENAME
-
     state = pb.CheckpointState()
     if keep_existing and state_path.exists():
         old = _read_state(state_path)
@@ -88,20 +108,16 @@ def write_state_file(
         state.all_model_checkpoint_paths.append(stored)
     except ValueError as err:
         raise UsageError(f"{target}: the checkpoint path is not valid UTF-8: {err}") from None
-    text = text_format.MessageToString(state)
-    atomic_write_bytes(state_path, text.encode("utf-8"))
-    return state_path
+    text: str = text_format.MessageToString(state)
+    return text.encode("utf-8")
 
 
 def _read_state(path: Path) -> pb.CheckpointState:
     try:
-        text = path.read_text(encoding="utf-8")
-        state = pb.CheckpointState()
-        text_format.Parse(text, state)
-    except (OSError, UnicodeDecodeError, text_format.ParseError) as err:
+        return decode_state(path.read_bytes())
+    except (OSError, StateFileError) as err:
         raise CorruptCheckpointError(
             path,
             f"not a readable checkpoint state file ({err}); "
             "fix or delete it, or write with keep_existing=False",
         ) from None
-    return state
