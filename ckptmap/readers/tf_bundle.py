@@ -296,7 +296,7 @@ class Checkpoint:
         wanted = check_box(key, box, entry.shape)
         if not entry.slices:
             whole = self.read_slice_entry(entry, verify=verify)
-            return whole[tuple(slice(a, b) for a, b in wanted)]
+            return whole[(*(slice(a, b) for a, b in wanted), Ellipsis)]  # an array, even 0-d
         self._index.check_tiling(entry)
         touched = []
         for spec, part in self.slice_entries(key):

@@ -59,6 +59,7 @@ from ckptmap.formats.zarr_layout import (
 from ckptmap.readers.source import check_box
 from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec
+from ckptmap.storage import is_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,12 +124,6 @@ class StoreLocation:
 
     def with_ocdbt(self, ocdbt: bool) -> StoreLocation:
         return StoreLocation(self.text, self.local, self.base, ocdbt)
-
-
-def is_url(text: str) -> bool:
-    """Whether ``text`` is a URL (``scheme://...``) rather than a local path."""
-    scheme, sep, _ = text.partition("://")
-    return bool(sep) and scheme.replace("+", "").isalnum()
 
 
 def store_location(location: str | os.PathLike[str], *, ocdbt: bool = False) -> StoreLocation:
