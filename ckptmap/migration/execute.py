@@ -3,8 +3,8 @@
 :func:`execute` writes what a :class:`~ckptmap.migration.plan.RemapPlan` says,
 refusing a plan whose verdict is not accepted; the bytes of each piece come
 from :mod:`ckptmap.migration.write`, the old assets from
-:mod:`ckptmap.migration.assets`, and a URL output is committed by
-:mod:`ckptmap.migration.url_output`.
+:mod:`ckptmap.migration.assets`; every output, local or at a URL, is
+committed by :mod:`ckptmap.writers.commit`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ckptmap.errors import OutputError, UnresolvedError, UsageError
-from ckptmap.migration.assets import copy_assets
+from ckptmap.migration.assets import stage_assets
 from ckptmap.migration.plan import RemapPlan
 from ckptmap.migration.write import Linker, Progress, piece_bytes_for, write_tensor
 from ckptmap.storage import is_url, location_text
-from ckptmap.writers.state import write_state_file
+from ckptmap.writers.commit import open_commit
 from ckptmap.writers.tf_bundle import BundleWriter
 
 
@@ -52,26 +52,35 @@ class RemapResult:
         return data
 
 
-def resolve_output(out: str | os.PathLike[str], name: str) -> tuple[Path, Path | None]:
-    """Turn ``--out`` into an output prefix and, for a model folder, the folder.
+def resolve_output(out: str | os.PathLike[str], name: str) -> tuple[str, bool]:
+    """Turn ``--out`` into an output prefix, and whether it is a model folder.
 
-    An existing folder, or a path ending in a separator, becomes a model folder:
-    the checkpoint is written under ``name`` (the old prefix's file name) and a
-    ``checkpoint`` state file names it. Anything else is a prefix.
+    An existing local folder, or a path or URL ending in a separator, becomes a
+    model folder: the checkpoint is written under ``name`` (the old prefix's
+    file name) and a ``checkpoint`` state file names it. Anything else is a prefix.
     """
-    text = os.fspath(out)
+    text = location_text(out)
+    if is_url(text):
+        return (text + name, True) if text.endswith("/") else (text, False)
     path = Path(text)
     if path.is_dir() or text.endswith((os.sep, "/")):
-        return path / name, path
-    return path, None
+        return str(path / name), True
+    return text, False
 
 
-def _check_output(prefix: Path, old_prefix: Path) -> None:
-    if prefix.resolve() == old_prefix.resolve():
+def _check_output(prefix: str, old_prefix: Path) -> None:
+    if is_url(prefix) or is_url(old_prefix):
+        if location_text(prefix) == location_text(old_prefix):
+            raise UsageError(
+                f"{prefix}: the output prefix is the input checkpoint; choose another --out"
+            )
+        return
+    path = Path(prefix)
+    if path.resolve() == old_prefix.resolve():
         raise UsageError(
             f"{prefix}: the output prefix is the input checkpoint; choose another --out"
         )
-    parent = prefix.parent
+    parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"{parent}: exists and is not a folder; choose another --out")
 
@@ -106,10 +115,11 @@ def execute(
 ) -> RemapResult:
     """Write the checkpoint a plan describes.
 
-    Data shards are written under temporary names, fsynced, and renamed into
-    place; the index comes last, then assets, then (for a model folder) the
-    ``checkpoint`` state file. A failure at any point leaves no partial
-    checkpoint under the output prefix and the old state file as it was.
+    Everything is written through the one commit protocol
+    (:mod:`ckptmap.writers.commit`, docs/durability.md): data shards, assets,
+    the index (the commit point), then (for a model folder) the ``checkpoint``
+    state file, locally or at a URL. A failure or a kill at any point leaves
+    the old checkpoint or the new one, never a half one.
 
     Args:
         plan: from :func:`~ckptmap.migration.plan.plan_from` or ``plan_remap``;
@@ -150,18 +160,6 @@ def execute(
         raise UsageError("--link needs a local old checkpoint and a local --out (drop --link)")
     if link and not plan.copies_bytes:
         raise UsageError("--link reuses TensorFlow data files; a zarr store has none")
-    if is_url(out):
-        from ckptmap.migration.url_output import execute_to_url
-
-        return execute_to_url(
-            plan,
-            location_text(out),
-            force=force,
-            shards=shards,
-            assets=assets,
-            verify=verify,
-            progress=progress,
-        )
     prefix, model_dir = resolve_output(out, plan.output_name)
     _check_output(prefix, plan.old_prefix)
     from ckptmap.readers.source import can_copy_bytes, open_source
@@ -170,29 +168,28 @@ def execute(
     linker: Linker | None = None
     with (
         open_source(location_text(plan.old_prefix)) as source,
-        BundleWriter(prefix, num_shards=shards, force=force, byte_order=source.byte_order) as w,
+        open_commit(prefix, force=force) as output,
     ):
-        if link and can_copy_bytes(source):
-            linker = Linker(w, source)
-        pieces = piece_bytes_for(source, verify=verify, linker=linker)
-        try:
-            for tensor in plan.tensors:
-                bytes_written += write_tensor(w, pieces, tensor, progress)
-        finally:
-            pieces.close()
-        committed = w.commit()
-    files = [*committed.data_paths, committed.index_path]
-    asset_files, notes = copy_assets(
-        plan.old_prefix, plan.old_assets, committed.prefix, assets, force
-    )
+        notes = stage_assets(output, plan.old_prefix, plan.old_assets, assets)
+        with BundleWriter(
+            output.prefix, num_shards=shards, byte_order=source.byte_order, output=output
+        ) as w:
+            if link and can_copy_bytes(source):
+                linker = Linker(w, source)
+            pieces = piece_bytes_for(source, verify=verify, linker=linker)
+            try:
+                for tensor in plan.tensors:
+                    bytes_written += write_tensor(w, pieces, tensor, progress)
+            finally:
+                pieces.close()
+            if model_dir:
+                output.record_latest()
+            committed = w.commit()
     if linker is not None and linker.copied:
         notes.insert(0, "--link: some old shards are on another filesystem and were copied")
-    files += asset_files
-    if model_dir is not None:
-        files.append(write_state_file(model_dir, committed.prefix))
     return RemapResult(
-        prefix=committed.prefix,
-        files=tuple(files),
+        prefix=Path(location_text(committed.prefix)),
+        files=committed.files,
         bytes_written=bytes_written,
         plan=plan,
         notes=tuple(notes),

@@ -9,6 +9,7 @@ here; :func:`ckptmap.migration.execute.execute` carries the plan out.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,6 +178,9 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
             raise CorruptCheckpointError(
                 source.where, f"tensor {match.old_key!r}: {err} (the old checkpoint is corrupt)"
             ) from None
+    copies = can_copy_bytes(source)
+    if not copies:  # no raw bytes to copy: every piece is read as an array
+        tensors = [_as_arrays(t) for t in tensors]
     used = {t.source for t in tensors}
     assets = tuple(source.assets)
     return RemapPlan(
@@ -189,8 +193,13 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
         old_assets=tuple(a.path for a in assets),
         notes=_hash_filter_notes(assets, spec),
         old_name=source.name,
-        copies_bytes=can_copy_bytes(source),
+        copies_bytes=copies,
     )
+
+
+def _as_arrays(tensor: TensorPlan) -> TensorPlan:
+    pieces = tuple(dataclasses.replace(p, method=Method.ASSEMBLE, runs=()) for p in tensor.pieces)
+    return dataclasses.replace(tensor, pieces=pieces)
 
 
 def _hash_filter_notes(assets: Sequence[Asset], spec: ModelSpec) -> tuple[str, ...]:
