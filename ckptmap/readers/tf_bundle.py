@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import MissingInputError, UsageError
 from ckptmap.readers._bundle_index import BundleIndex, TensorEntry
@@ -296,7 +296,9 @@ class Checkpoint:
         wanted = check_box(key, box, entry.shape)
         if not entry.slices:
             whole = self.read_slice_entry(entry, verify=verify)
-            return whole[(*(slice(a, b) for a, b in wanted), Ellipsis)]  # an array, even 0-d
+            index: tuple[Any, ...] = (*[slice(a, b) for a, b in wanted], Ellipsis)
+            boxed: np.ndarray = whole[index]  # with the Ellipsis, an array even for a scalar
+            return boxed
         self._index.check_tiling(entry)
         touched = []
         for spec, part in self.slice_entries(key):

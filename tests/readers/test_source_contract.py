@@ -34,7 +34,9 @@ CONVERTED = ["ffm_v1_ps2/model.ckpt-100", "dtype_zoo/zoo"]  # partitioned keys; 
 
 def _part(value: np.ndarray, box: tuple[tuple[int, int], ...]) -> np.ndarray:
     """The box of an array, as an array even for a scalar."""
-    return value[(*(slice(a, b) for a, b in box), Ellipsis)]
+    index: tuple[Any, ...] = (*[slice(a, b) for a, b in box], Ellipsis)
+    part: np.ndarray = value[index]
+    return part
 
 
 def _box_inside(shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -156,7 +158,12 @@ class SourceContract:
         opened = open_source(location)
         closed: list[bool] = []
         close = opened.close
-        opened.close = lambda: (closed.append(True), close())[1]  # type: ignore[method-assign]
+
+        def counted_close() -> None:
+            closed.append(True)
+            close()
+
+        opened.close = counted_close  # type: ignore[method-assign]
         with opened as entered:
             assert entered is opened
         assert closed == [True]
