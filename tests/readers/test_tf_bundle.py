@@ -1,4 +1,4 @@
-"""Reading TF-written checkpoints (ckptmap/readers/tf_bundle.py, state.py, assets.py).
+"""Reading TF-written checkpoints (ckptmap/readers/tf_bundle.py and its _bundle_* modules).
 
 Every fixture checkpoint is compared with the golden files (TF's own reading,
 fixtures/README.md); tests marked ``tf`` compare with TensorFlow live.
@@ -20,9 +20,11 @@ from helpers import (
     to_big_endian,
 )
 
-from ckptmap.errors import MissingInputError, TensorNotFoundError, UsageError
+from ckptmap.errors import MissingInputError, TensorNotFoundError
 from ckptmap.formats.slice_key import encode_slice_key
-from ckptmap.readers import Asset, Checkpoint, locate_checkpoint, open_checkpoint
+from ckptmap.readers import Checkpoint, open_checkpoint
+from ckptmap.split import box_of
+from ckptmap.storage import KvLocation, measure_io
 
 GOLDENS = [load_golden(p) for p in GOLDEN_JSONS]
 
@@ -189,100 +191,6 @@ def test_big_endian_bundle_reads_like_the_original(tmp_path: Path, golden: Golde
         assert ckpt.verify() == [t.name for t in golden.tensors]
 
 
-# -- finding checkpoints -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("given", "step", "expected"),
-    [
-        pytest.param("ffm_v1", None, "ffm_v1/model.ckpt-100", id="folder-latest"),
-        pytest.param("ffm_v1", 50, "ffm_v1/model.ckpt-50", id="folder-step"),
-        pytest.param("ffm_v1/checkpoint", 50, "ffm_v1/model.ckpt-50", id="state-file"),
-        pytest.param("ffm_v1/model.ckpt-50", None, "ffm_v1/model.ckpt-50", id="prefix"),
-        pytest.param("ffm_v1/model.ckpt", 100, "ffm_v1/model.ckpt-100", id="prefix-step"),
-        pytest.param("ffm_v1/model.ckpt-50.index", None, "ffm_v1/model.ckpt-50", id="index"),
-        pytest.param(
-            "ffm_v1_ps2/model.ckpt-100.data-00001-of-00002",
-            None,
-            "ffm_v1_ps2/model.ckpt-100",
-            id="data-file",
-        ),
-        pytest.param(
-            "ffm_v1/saved_model", None, "ffm_v1/saved_model/variables/variables", id="saved-model"
-        ),
-        pytest.param("tf2_module", None, "tf2_module/ckpt-1", id="tf2-manager"),
-        pytest.param("dtype_zoo", None, "dtype_zoo/zoo", id="folder-without-state-file"),
-    ],
-)
-def test_locate_checkpoint(given: str, step: int | None, expected: str) -> None:
-    assert locate_checkpoint(FIXTURES / given, step=step) == FIXTURES / expected
-
-
-def test_step_with_an_index_path_is_a_usage_error() -> None:
-    index = FIXTURES / "ffm_v1" / "model.ckpt-50.index"
-    with pytest.raises(UsageError) as info:
-        open_checkpoint(index, step=50)
-    assert str(info.value) == (
-        f"{index}: a step cannot be used with an .index file path "
-        "(pass the model folder or the prefix with the step)"
-    )
-
-
-def test_unknown_step_lists_the_kept_ones() -> None:
-    with pytest.raises(MissingInputError) as info:
-        open_checkpoint(FIXTURES / "ffm_v1", step=75)
-    assert str(info.value) == (
-        f"{FIXTURES / 'ffm_v1' / 'checkpoint'}: no checkpoint for step 75 (steps kept: 50, 100)"
-    )
-
-
-def test_absolute_paths_inside_the_folder_are_accepted(tmp_path: Path) -> None:
-    folder = tmp_path / "m"
-    shutil.copytree(FIXTURES / "ffm_v1", folder)
-    (folder / "checkpoint").write_text(
-        f'model_checkpoint_path: "{folder}/model.ckpt-50"\n'
-        f'all_model_checkpoint_paths: "{folder}/model.ckpt-50"\n'
-    )
-    with open_checkpoint(folder) as ckpt:
-        assert ckpt.prefix == folder / "model.ckpt-50"
-
-
-# -- assets -----------------------------------------------------------------------------
-
-
-def test_assets_of_a_monolith_checkpoint() -> None:
-    with open_checkpoint(FIXTURES / "ffm_v1") as ckpt:
-        assets = ckpt.assets
-    folder = FIXTURES / "ffm_v1"
-    assert assets == [
-        Asset(folder / "model.ckpt-100.assets" / "hash_filter_0", "hash_filter_0", 320,
-              "hash_filter", 0, False),
-        Asset(folder / "model.ckpt-100.assets" / "hash_filter_1", "hash_filter_1", 320,
-              "hash_filter", 1, False),
-        Asset(folder / "model.ckpt-100hash_filter_0", "hash_filter_0", 320, "hash_filter", 0, True),
-    ]  # fmt: skip
-    with open_checkpoint(FIXTURES / "ffm_v1", step=50) as ckpt:
-        assert ckpt.assets == []
-
-
-def test_split_hash_filters_and_other_dumps(tmp_path: Path) -> None:
-    folder = tmp_path / "m"
-    shutil.copytree(FIXTURES / "ffm_v2_ps3", folder)
-    assets_dir = folder / "model.ckpt-100.assets"
-    (assets_dir / "hash_filter_2-00003-of-00007").write_bytes(b"x" * 7)
-    (assets_dir / "tables").mkdir()
-    (assets_dir / "tables" / "embedding.dump").write_bytes(b"y")
-    with open_checkpoint(folder) as ckpt:
-        found = {(a.name, a.kind, a.ps_index, a.size) for a in ckpt.assets}
-    assert found == {
-        ("hash_filter_0", "hash_filter", 0, 320),
-        ("hash_filter_1", "hash_filter", 1, 320),
-        ("hash_filter_2", "hash_filter", 2, 320),
-        ("hash_filter_2-00003-of-00007", "hash_filter", 2, 7),
-        ("tables/embedding.dump", "other", None, 1),
-    }
-
-
 # -- TensorFlow as the oracle -------------------------------------------------------------
 
 
@@ -341,3 +249,24 @@ def test_a_checkpoint_with_an_empty_data_file(tf, tmp_path: Path) -> None:  # ty
         assert ckpt.read("a", verify=True).shape == (0, 3)
         assert ckpt.read("b", verify=True).shape == (4, 0)
         assert ckpt.verify() == ["a", "b"]
+
+
+# -- parts of partitioned tensors ---------------------------------------------------
+
+
+def test_read_box_reads_only_the_slices_it_touches() -> None:
+    url = "memory://readers-tf-bundle/ffm_v1_ps2/"
+    store = KvLocation(url)
+    folder = FIXTURES / "ffm_v1_ps2"
+    for path in sorted(folder.glob("model.ckpt-100*")):
+        if path.is_file():
+            store.write(path.name, path.read_bytes())
+    with open_checkpoint(url + "model.ckpt-100") as ckpt:
+        key = next(k for k in ckpt if len(ckpt.slices(k)) > 1)
+        parts = ckpt.slice_entries(key)
+        whole = ckpt.read(key)
+        spec, part = parts[-1]
+        with measure_io() as io:
+            value = ckpt.read_box(key, box_of(spec, whole.shape))
+        assert io.bytes_read == part.size
+        np.testing.assert_array_equal(value, whole[spec.index()])
