@@ -66,7 +66,7 @@ def fit_widths(cells: Sequence[Sequence[int]], keys: Collection[int], room: int)
     text_columns = [i for i in range(len(widths)) if i not in keys]
     excess = sum(widths) - room
     for i in key_columns:
-        usual = max((w for w in cells[i] if w <= room // 2), default=KEY_FLOOR)
+        usual = max((w for w in cells[i] if w <= room // 2), default=widths[i])
         cut = min(excess, widths[i] - max(usual, KEY_FLOOR))
         if cut > 0:
             widths[i] -= cut
