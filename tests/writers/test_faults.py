@@ -218,8 +218,8 @@ def ffm(tmp_path: Path) -> Callable[[int, bool], Scenario]:
 @pytest.mark.parametrize(
     ("shards", "force"),
     [
-        (1, False),
         (1, True),  # the same file names: old files move aside
+        pytest.param(1, False, marks=pytest.mark.slow),
         pytest.param(3, False, marks=pytest.mark.slow),
         pytest.param(3, True, marks=pytest.mark.slow),  # another shard count: no clash
     ],
@@ -418,7 +418,9 @@ def test_kill_a_remap_to_a_file_url_at_every_step(
     assert code == 0, err
     labels = log.read_text().split()
     assert "journal#1" in labels
-    for number, label in enumerate(labels):
+
+    def one(number_label: tuple[int, str]) -> None:
+        number, label = number_label
         out = tmp_path / f"kill-{number}"
         out.mkdir()
         code, err = url_run(out, {FAULT_ENV: label})
@@ -435,3 +437,6 @@ def test_kill_a_remap_to_a_file_url_at_every_step(
         assert not _stagings(out), label
         after = _visible(out)
         assert {k: v for k, v in after.items() if k != "checkpoint"} == reference, label
+
+    with ThreadPoolExecutor(JOBS) as pool:
+        list(pool.map(one, enumerate(labels)))
