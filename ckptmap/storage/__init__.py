@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 from ckptmap.storage.io import IoCounter, measure_io
-from ckptmap.storage.kvstore import KvLocation, translate_error, upload_files
+from ckptmap.storage.kvstore import KvLocation, translate_error
 from ckptmap.storage.local import LocalLocation
 from ckptmap.storage.location import Location, open_location, open_parent
 from ckptmap.storage.staging import STAGING_PREFIX, is_staging_name
@@ -56,5 +56,4 @@ __all__ = [
     "open_parent",
     "split_name",
     "translate_error",
-    "upload_files",
 ]

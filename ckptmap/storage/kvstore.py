@@ -9,11 +9,9 @@ by :mod:`ckptmap.storage.io`.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import (
@@ -30,7 +28,7 @@ from ckptmap.storage.urls import kvstore_spec
 if TYPE_CHECKING:
     import tensorstore
 
-__all__ = ["KvLocation", "translate_error", "upload_files"]
+__all__ = ["KvLocation", "translate_error"]
 
 READ_PART_BYTES = 64 << 20  # a longer range is fetched as concurrent parts of this size
 MAX_IN_FLIGHT_BYTES = 256 << 20  # bytes requested at once by read_ranges
@@ -211,54 +209,6 @@ class KvLocation(Location):
     def delete(self, name: str) -> None:
         with contextlib.suppress(ValueError, NotImplementedError, CkptmapError):
             self.store.delete_range(_key_range(name)).result()
-
-
-def upload_files(
-    location: Location,
-    files: Sequence[tuple[str, str | os.PathLike[str]]],
-    *,
-    delete_first: Sequence[str] = (),
-) -> list[str]:
-    """Copy local files into ``location`` in the order given; all or nothing.
-
-    Stores without rename cannot commit a set of files atomically; the caller
-    orders ``files`` so that the last one commits (a checkpoint's data shards,
-    then its assets, then its ``.index``, then the state file), and readers
-    ignore the rest until it exists. If any write fails, every file written
-    so far is deleted again, so nothing is left half committed.
-
-    Args:
-        location: where to write.
-        files: ``(name in location, local file)`` pairs, in commit order.
-        delete_first: names deleted before anything is written (the index of
-            a checkpoint being replaced: it must never point at new data).
-
-    Returns:
-        The names written, in order.
-
-    Raises:
-        OutputError: if a file cannot be written (naming it, and saying that
-            nothing was committed).
-    """
-    written: list[str] = []
-    for name in delete_first:
-        location.delete(name)
-    try:
-        for name, path in files:
-            try:
-                data = Path(path).read_bytes()
-            except OSError as err:
-                raise OutputError(f"{path}: cannot read the staged file ({err.strerror})") from err
-            written.append(name)
-            location.write(name, data)
-    except OutputError as err:
-        for name in reversed(written):
-            location.delete(name)
-        raise OutputError(
-            f"{err} (nothing was committed: the {len(written) - 1} file(s) written before "
-            "were deleted again)"
-        ) from None
-    return written
 
 
 def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:

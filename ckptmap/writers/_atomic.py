@@ -1,11 +1,13 @@
-"""Temporary files, fsync and rename: the pieces of crash-safe output.
+"""Temporary names, fsync and rename: the small pieces of crash-safe output.
 
-Every output file is first written under a temporary sibling name
-``<final>.ckptmap-tmp-<token>...`` in the same folder, flushed and fsynced, and
-only then renamed into place (``os.replace`` is atomic within a folder), after
-which the folder itself is fsynced so the rename survives a power cut. Temporary
-names never end in ``.index`` nor look like ``.data-NNNNN-of-NNNNN``, so nothing
-half-written can be mistaken for a checkpoint.
+The commit protocol (:mod:`ckptmap.writers.commit`) stages whole outputs; these
+helpers serve it and the single files written outside it: a file is written
+under a temporary sibling name ``<final>.ckptmap-tmp-<token>...``, flushed and
+fsynced, and only then renamed into place (``os.replace`` is atomic within a
+folder), after which the folder itself is fsynced so the rename survives a
+power cut (:func:`atomic_write_bytes`). Temporary names never end in
+``.index`` nor look like ``.data-NNNNN-of-NNNNN``, so nothing half-written can
+be mistaken for a checkpoint.
 
 OS errors on output are translated into :class:`~ckptmap.errors.OutputError`
 with a one-line message saying what to do.

@@ -27,7 +27,6 @@ from ckptmap.storage import (
     open_location,
     open_parent,
     split_name,
-    upload_files,
 )
 from ckptmap.storage.kvstore import _coalesce
 
@@ -216,63 +215,3 @@ def test_local_commands_do_not_import_tensorstore(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(done.stdout.splitlines()[-1]) == {"codes": [0, 0, 0, 0], "loaded": False}
-
-
-# -- uploading in commit order ---------------------------------------------------------
-
-
-class _FailingAt(KvLocation):
-    """A memory store whose write of one name fails, like a connection lost mid-upload."""
-
-    def __init__(self, url: str, failing: str) -> None:
-        super().__init__(url)
-        self.failing = failing
-        self.order: list[str] = []
-
-    def write(self, name: str, data: bytes | memoryview) -> None:
-        self.order.append(name)
-        if name == self.failing:
-            raise OutputError(f"{self.where(name)}: cannot write (connection reset)")
-        super().write(name, data)
-
-
-def _staged(tmp_path: Path) -> list[tuple[str, Path]]:
-    folder = FIXTURES / "ffm_v1_ps2"
-    names = [
-        "model.ckpt-100.data-00000-of-00002",
-        "model.ckpt-100.data-00001-of-00002",
-        "model.ckpt-100.index",
-        "checkpoint",
-    ]
-    return [(name, folder / name) for name in names]
-
-
-def test_upload_writes_in_commit_order(tmp_path: Path) -> None:
-    location = _FailingAt("memory://upload-ok/", failing="")
-    files = _staged(tmp_path)
-    assert upload_files(location, files) == [name for name, _ in files]
-    assert location.order == [name for name, _ in files]
-    for name, path in files:
-        assert location.read_all(name) == path.read_bytes()
-
-
-def test_an_interrupted_upload_commits_nothing(tmp_path: Path) -> None:
-    location = _FailingAt("memory://upload-fails/", failing="model.ckpt-100.index")
-    with pytest.raises(OutputError) as caught:
-        upload_files(location, _staged(tmp_path))
-    assert str(caught.value) == (
-        "memory://upload-fails/model.ckpt-100.index: cannot write (connection reset) "
-        "(nothing was committed: the 2 file(s) written before were deleted again)"
-    )
-    assert location.list() == []
-    assert "checkpoint" not in location.order  # nothing after the failed commit point
-
-
-def test_upload_deletes_the_old_index_first(tmp_path: Path) -> None:
-    location = KvLocation("memory://upload-replace/")
-    location.write("model.ckpt-100.index", b"old index")
-    location.write("model.ckpt-100.data-00000-of-00002", b"old data")
-    failing = _FailingAt("memory://upload-replace/", failing="model.ckpt-100.data-00001-of-00002")
-    with pytest.raises(OutputError):
-        upload_files(failing, _staged(tmp_path), delete_first=["model.ckpt-100.index"])
-    assert location.list() == []  # the old index never points at half-new data

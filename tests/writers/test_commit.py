@@ -379,9 +379,13 @@ def test_url_upload_failure_deletes_what_was_written(monkeypatch: pytest.MonkeyP
         real(self, name, data)
 
     monkeypatch.setattr(KvLocation, "write", write)
-    with pytest.raises(OutputError, match="nothing was committed"):
+    with pytest.raises(OutputError) as caught:
         _write("memory://upload-fails/m", shards=2)
-    assert _store_keys("memory://upload-fails/") == []
+    assert str(caught.value) == (
+        "memory://upload-fails/m.index: cannot write (injected) (nothing was committed: "
+        "the 3 file(s) written before were deleted again)"
+    )  # two shards and the asset
+    assert _store_keys("memory://upload-fails/") == []  # the state file was never written
 
 
 # -- a whole folder (a zarr store) -----------------------------------------------------------------
