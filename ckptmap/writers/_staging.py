@@ -72,7 +72,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 def _try_lock(path: Path, *, create: bool) -> int | None:
     """An fd holding the exclusive lock on ``path``, or None if someone holds it (or it is gone)."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY  # a reader may not write
     try:
         fd = os.open(path, flags, 0o644)
     except OSError:
