@@ -929,8 +929,13 @@ def run_workers(args: argparse.Namespace, targets: list[Target], work: Path) -> 
     reports: list[Report] = []
     last = {w: (-1, time.time()) for w in range(args.jobs)}
     outputs: dict[int, bytearray] = {fd: bytearray() for _, fd in children.values()}
+    started = next_note = time.time()
     while children:
         time.sleep(0.2)
+        if args.progress and time.time() >= next_note:
+            done_so_far = sum(struct.unpack_from("<q", beats, 16 * w)[0] for w in range(args.jobs))
+            print(f"{time.time() - started:7.0f} s: {done_so_far:,} iterations", file=sys.stderr)
+            next_note += args.progress
         for pid, (worker, fd) in list(children.items()):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -1037,6 +1042,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--findings", default="fuzz-findings", help="folder for reproducers")
     parser.add_argument(
         "--only", help="comma-separated kinds: index,pbtxt,meta,pb,saved_model,json"
+    )
+    parser.add_argument(
+        "--progress", type=float, default=0, help="print the count every this many seconds"
     )
     parser.add_argument("--replay", help="run one saved input again (with --target)")
     parser.add_argument("--target", help="the target name printed with the finding")
