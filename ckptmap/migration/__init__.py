@@ -10,8 +10,8 @@
 - :mod:`~ckptmap.migration.execute`: :func:`execute`, writing a plan;
   :mod:`~ckptmap.migration.write` moves the bytes of each piece,
   :mod:`~ckptmap.migration.source_crcs` checks source CRCs in one pass,
-  :mod:`~ckptmap.migration.assets` carries the old assets along,
-  :mod:`~ckptmap.migration.url_output` commits a URL output.
+  :mod:`~ckptmap.migration.assets` stages the old assets in the output's
+  commit (:mod:`ckptmap.writers.commit`, local and URL outputs alike).
 - :mod:`~ckptmap.migration.report`: :class:`CheckReport` (text counts, JSON, JUnit).
 - :mod:`~ckptmap.migration.api`: the library calls ``plan_remap``, ``check``, ``remap``.
 """
