@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["SLICE_KEY_START", "encode_slice_key", "is_slice_key"]
+__all__ = ["SLICE_KEY_START", "encode_slice_key", "is_slice_key", "slice_key_tensor"]
 
 SLICE_KEY_START = 0x00  # §6.4: NumIncreasing(0) is the single byte 00
 
@@ -34,6 +34,38 @@ _SIGNED_HEADER = (
 def is_slice_key(raw: bytes) -> bool:
     """True for the index key of a stored slice (not a tensor's own key)."""
     return bool(raw) and raw[0] == SLICE_KEY_START
+
+
+def slice_key_tensor(raw: bytes) -> bytes | None:
+    """The key of the tensor a slice key belongs to; ``None`` if ``raw`` is malformed.
+
+    Only the name is decoded (the OrderedCode ``String`` after the leading
+    ``NumIncreasing(0)``); the extents after it are not looked at.
+
+    Example:
+        >>> slice_key_tensor(encode_slice_key(b"t_a", [(0, 4), (0, 4)]))
+        b't_a'
+    """
+    if not is_slice_key(raw):
+        return None
+    name = bytearray()
+    pos, end = 1, len(raw)
+    while pos + 1 < end:
+        byte, following = raw[pos], raw[pos + 1]
+        if byte == 0x00 and following == 0x01:
+            return bytes(name)
+        if byte == 0x00 and following == 0xFF:
+            name.append(0x00)
+            pos += 2
+        elif byte == 0xFF and following == 0x00:
+            name.append(0xFF)
+            pos += 2
+        elif byte in (0x00, 0xFF):
+            return None
+        else:
+            name.append(byte)
+            pos += 1
+    return None
 
 
 def encode_slice_key(name: bytes, extents: Sequence[tuple[int, int]]) -> bytes:

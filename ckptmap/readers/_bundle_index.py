@@ -25,10 +25,11 @@ from ckptmap.errors import (
     TensorNotFoundError,
     UnsupportedInputError,
 )
-from ckptmap.formats.slice_key import encode_slice_key, is_slice_key
+from ckptmap.formats.slice_key import encode_slice_key, is_slice_key, slice_key_tensor
 from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
 from ckptmap.formats.table import BUNDLE_VERSION
 from ckptmap.proto import ckptmap_tf_pb2
+from ckptmap.readers._limits import MAX_RANK as NUMPY_MAX_RANK
 from ckptmap.readers._table import Table
 from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec, check_tiling
@@ -99,6 +100,7 @@ class BundleIndex:
         self.keys = [
             k.decode("utf-8", "surrogateescape") for k in table.keys if k and not is_slice_key(k)
         ]
+        self._check_slice_owners(table)
         self._entries: dict[bytes, TensorEntry] = {}
         self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
         self._slice_names: dict[bytes, str] = {}  # slice key -> "'key' (slice spec)"
@@ -144,6 +146,25 @@ class BundleIndex:
                 "TensorFlow version that trains the new model)"
             )
         return header
+
+    def _check_slice_owners(self, table: Table) -> None:
+        """Require every stored slice to belong to a tensor of the index (§6.4).
+
+        A slice whose tensor has no full entry would be invisible to every
+        listing and plan: the checkpoint is damaged, for every command.
+        """
+        for raw in table.keys:
+            if not is_slice_key(raw):
+                continue
+            owner = slice_key_tensor(raw)
+            if owner is None:
+                raise self.corrupt(f"the slice key {raw[:40]!r} cannot be decoded")
+            if not owner or owner not in self._values:
+                name = owner.decode("utf-8", "surrogateescape")
+                raise self.corrupt(
+                    f"a slice of tensor {name!r} is stored, but the tensor has no full "
+                    "entry in the index"
+                )
 
     # -- entries (§4.2) ------------------------------------------------------------
 
@@ -221,6 +242,13 @@ class BundleIndex:
             raise self.corrupt(f"{where} has a shape of unknown rank")
         if len(proto.dim) > MAX_RANK:
             raise self.corrupt(f"{where} has rank {len(proto.dim)}, more than {MAX_RANK}")
+        if len(proto.dim) > NUMPY_MAX_RANK:
+            # TensorFlow can store it, but no array (numpy's) can hold it: refused
+            # here, for every command, before any plan or read is made from it.
+            raise UnsupportedInputError(
+                f"{self.where}: {where} has rank {len(proto.dim)}, more than the "
+                f"{NUMPY_MAX_RANK} dimensions ckptmap supports (numpy's limit)"
+            )
         shape = tuple(int(d.size) for d in proto.dim)
         if any(d < 0 for d in shape):
             raise self.corrupt(f"{where} has a negative dimension in its shape {list(shape)}")

@@ -26,6 +26,7 @@ from helpers import (
     table_blocks,
     table_entries,
     truncate,
+    write_table,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,6 +103,10 @@ def _repeat_first_slice(entry: object) -> None:
 
 def _shift_first_slice(entry: object) -> None:
     entry.slices[0].extent[0].start = 1  # type: ignore[attr-defined]
+
+
+def _drop_full_entry(index: Path, key: bytes) -> None:
+    write_table(index, [(k, v) for k, v in table_entries(index) if k != key])
 
 
 def _empty_the_folder(folder: Path) -> None:
@@ -324,6 +329,32 @@ CASES = [
             ),
         ),
         id="slice-without-entry",
+    ),
+    pytest.param(
+        Case(
+            "dtype_zoo",
+            lambda d: _drop_full_entry(d / "zoo.index", b"sliced/rows"),
+            CorruptCheckpointError,
+            lambda d: (
+                f"{d / 'zoo.index'}: a slice of tensor 'sliced/rows' is stored, but the tensor "
+                f"has no full entry in the index ({FIX_INDEX})"
+            ),
+            action="open",
+        ),
+        id="sliced-without-full",
+    ),
+    pytest.param(
+        Case(
+            "ffm_v1",
+            lambda d: rewrite_entry(_index(d), b"global_step", _set_shape([1] * 65)),
+            UnsupportedInputError,
+            lambda d: (
+                f"{_index(d)}: tensor 'global_step' has rank 65, more than the 64 dimensions "
+                "ckptmap supports (numpy's limit)"
+            ),
+            action="list",
+        ),
+        id="rank-65",
     ),
     pytest.param(
         Case(
