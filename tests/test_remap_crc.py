@@ -3,7 +3,8 @@
 Real fixtures (written by TensorFlow) with one byte flipped in a copy of the old
 checkpoint. In ``ffm_v1`` -> ``ffm_v2`` the embedding (and its Adam slots) is
 re-partitioned, so its new pieces are cut from runs of the old slices
-(``ranges``); the dense layers are renamed only (``copy``).
+(``ranges``); the dense layers are renamed only (``copy``: checked against
+their stored CRC, then copied by the kernel).
 """
 
 from __future__ import annotations
@@ -85,13 +86,29 @@ def test_without_verify_a_corrupt_cut_source_is_not_checked(
         )
 
 
-def test_a_corrupt_copied_tensor_stays_detectable_in_the_output(
+def test_a_corrupt_copied_tensor_is_refused_before_anything_is_written(
+    tmp_path: Path, fixture_copy: Any
+) -> None:
+    old = fixture_copy("ffm_v1")
+    shard = flip_byte(old, "ffm/tower/tower/dense_1/kernel", at=100)  # -> ffm/tower/dense/kernel
+    plan = plan_remap(old, NEW, rules=[RULE])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(CorruptCheckpointError) as info:
+        execute(plan, out / "m")  # copied unchanged, but its stored CRC is checked first
+    assert str(info.value).startswith(
+        f"{shard}: tensor 'ffm/tower/tower/dense_1/kernel': CRC32C mismatch in bytes "
+    )
+    assert sorted(p.name for p in out.iterdir()) == []  # not even a staging folder
+
+
+def test_without_verify_a_corrupt_copy_stays_detectable_in_the_output(
     tmp_path: Path, fixture_copy: Any
 ) -> None:
     old = fixture_copy("ffm_v1")
     flip_byte(old, "ffm/tower/tower/dense_1/kernel", at=100)  # -> ffm/tower/dense/kernel
     plan = plan_remap(old, NEW, rules=[RULE])
-    result = execute(plan, tmp_path / "out" / "m")  # copies are not read: no error here
+    result = execute(plan, tmp_path / "out" / "m", verify=False)  # copies are not read
     with open_checkpoint(result.prefix) as out:
         with pytest.raises(CorruptCheckpointError, match="ffm/tower/dense/kernel"):
             out.read("ffm/tower/dense/kernel", verify=True)

@@ -135,17 +135,18 @@ def execute(
             the new index points into it; only other pieces are written. Falls
             back to copying the shard where a link is impossible (noted in the
             result). Old checkpoint files are never modified either way.
-        verify: check the stored CRC32C of every old entry whose bytes are
-            transformed: the entries that ``ranges`` pieces are cut from (each
-            read once; the check comes from combining the CRCs of the runs) and
-            those read to ``assemble`` a piece. A mismatch raises
-            :class:`CorruptCheckpointError` and nothing is published. Pieces
-            copied unchanged (``copy``, and ``--link`` references) are never
-            read, either way: their bytes keep their stored CRC, so a corrupt
+        verify: check the stored CRC32C (and for strings the layout) of every
+            old entry the output takes bytes from, as ``inspect --verify``
+            does: the entries that ``ranges`` pieces are cut from (each read
+            once; the check comes from combining the CRCs of the runs), those
+            read to ``assemble`` a piece, and those copied unchanged (``copy``
+            and ``--link`` references: read once, in a worker thread, before
+            the copy). A mismatch raises :class:`CorruptCheckpointError`
+            naming the data file and the old tensor, and nothing is published.
+            ``False`` skips the checks: copies keep their stored CRC (a corrupt
             source stays detectable in the output by TensorFlow's restore and
-            ``ckptmap inspect --verify``; nothing is masked. ``False`` skips
-            the checks (the new CRCs of cut pieces are still computed from
-            the bytes read).
+            ``ckptmap inspect --verify``) and the new CRCs of cut pieces are
+            still computed from the bytes read.
         progress: called with a byte count after each stored piece.
 
     Raises:

@@ -1,8 +1,10 @@
 """CRC32C of the old byte runs a remap cuts pieces from: each stored old entry read once.
 
-Used by the local byte path (:mod:`ckptmap.migration.write`) for ``ranges``
-pieces: the stored CRC of every old entry that pieces are cut from is checked
-in the same pass that computes the CRC of each cut run.
+Used by the local byte path (:mod:`ckptmap.migration.write`): the stored CRC
+of every old entry that ``ranges`` pieces are cut from is checked in the same
+pass that computes the CRC of each cut run, and (with ``verify``) the entry of
+every numeric piece copied unchanged is checked the same way before its copy
+is committed.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from ckptmap._crc import crc32c_combine
 from ckptmap.errors import CorruptCheckpointError, InputError, MissingInputError
-from ckptmap.formats.crc import unmask_crc
+from ckptmap.formats.crc import crc32c_combine, unmask_crc
 from ckptmap.migration.pieces import Method, Run, SourcePiece, TensorPlan
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
 
@@ -76,6 +77,11 @@ class SourceCrcs:
         self._settle()
         self._key = tensor.source
         for piece in tensor.pieces:
+            if piece.method is Method.COPY and self._verify and not tensor.dtype.is_string:
+                # Copied unchanged, but checked all the same: the scan of the
+                # whole entry checks its stored CRC (strings: see LocalBytes.copy).
+                assert piece.source is not None
+                self._runs.setdefault(piece.source, [])
             if piece.method is Method.RANGES:
                 for run in piece.runs:
                     self._runs.setdefault(run.source, []).append(
@@ -105,6 +111,15 @@ class SourceCrcs:
             crc = crc32c_combine(crc, seg_crc, seg_end - pos)
             pos = seg_end
         return entry, crc
+
+    def check(self, source: SourcePiece) -> None:
+        """Wait until the stored piece ``source`` is checked (a ``copy`` piece, with ``verify``).
+
+        Raises:
+            CorruptCheckpointError: if its CRC does not match or its shard ends early.
+            InputError: if the shard cannot be read.
+        """
+        self._scans[source][1].result()
 
     def close(self) -> None:
         """Stop the worker thread (waiting for a read in progress). Idempotent."""

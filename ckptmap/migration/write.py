@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 
 import google_crc32c
 
-from ckptmap._crc import crc32c_combine
 from ckptmap.errors import CorruptCheckpointError
-from ckptmap.formats.crc import unmask_crc
+from ckptmap.formats.crc import crc32c_combine, unmask_crc
 from ckptmap.migration.pieces import Method, PiecePlan, TensorPlan
 from ckptmap.migration.source_crcs import SourceCrcs, piece_label, stored_entry
 from ckptmap.readers.tf_bundle import Checkpoint
@@ -110,6 +109,11 @@ class LocalBytes(PieceBytes):
     def copy(self, writer: BundleWriter, key: str, tensor: TensorPlan, piece: PiecePlan) -> int:
         assert piece.source is not None
         entry = stored_entry(self.ckpt, tensor.source, piece.source)
+        if self.verify:  # every source range is checked before it can be published
+            if tensor.dtype.is_string:
+                self.ckpt.verify_entry(entry)  # the layout and the CRC, as inspect --verify
+            else:
+                self.crcs.check(piece.source)
         if self.linker is not None:
             self.linker.reference(
                 writer,
@@ -129,8 +133,7 @@ class LocalBytes(PieceBytes):
             entry.size,
             dtype=tensor.dtype,
             shape=piece.shape,
-            # Unchanged bytes keep their stored CRC: never read here, and any
-            # corruption stays detectable in the output (TF, inspect --verify).
+            # Checked above (with verify): the copy keeps the stored CRC.
             expected_crc32c=unmask_crc(entry.crc32c),
             verify=False,
         )
@@ -192,6 +195,8 @@ class FetchedBytes(PieceBytes):
         assert piece.feed is not None
         index = piece.feed.pieces[0].index
         entry = self._entries[index]
+        if self.verify:
+            self.ckpt.verify_entry(entry, self._raw[index])
         writer.add_bytes(
             key,
             self._raw[index],

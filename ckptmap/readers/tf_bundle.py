@@ -357,9 +357,23 @@ class Checkpoint:
             entry = self.entry(key)
             stored = [part for _, part in self.slice_entries(key)] if entry.slices else [entry]
             for part in stored:
-                view = self.raw_bytes(part)
-                verify_bytes(part, view, self.byte_order, self._shards.bad_data)
+                self.verify_entry(part)
         return self.keys()
+
+    def verify_entry(self, entry: TensorEntry, view: memoryview | None = None) -> None:
+        """Check the stored bytes of one data entry: CRC32C, and the layout of strings.
+
+        Args:
+            entry: a tensor's entry or one of its slice entries.
+            view: its bytes when already fetched; read from its shard otherwise.
+
+        Raises:
+            CorruptCheckpointError: naming the shard and the tensor, if they are wrong.
+            MissingInputError: if the shard file is missing.
+        """
+        if view is None:
+            view = self.raw_bytes(entry)
+        verify_bytes(entry, view, self.byte_order, self._shards.bad_data)
 
     # -- lifetime ------------------------------------------------------------------
 
