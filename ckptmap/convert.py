@@ -6,17 +6,15 @@ format (:class:`ckptmap.writers.zarr3.Zarr3Writer`), let it write where the
 store becomes visible only when complete, and report what was written. The
 store's layout is :mod:`ckptmap.formats.zarr_layout` (docs/convert.md).
 
-Commit: a local output (a path or ``file://`` URL) is written into a temporary
-sibling folder ``<out>.ckptmap-tmp-<token>`` and renamed into place at the end.
+Commit: a local output (a path or ``file://`` URL) goes through the one commit
+protocol, :func:`ckptmap.writers.commit.open_commit` with ``whole_folder``: the
+store is written into a hidden staging folder inside the output's parent (with
+its lock and journal) and renamed into place whole; an old store replaced with
+``--force`` is moved aside first and deleted after (docs/durability.md).
 For other URLs a marker key ``ckptmap-incomplete`` is written first, the
 arrays next, the root ``zarr.json`` with the manifest last, and the marker is
-removed: a store is complete exactly when its manifest exists.
-
-This is not :mod:`ckptmap.writers.commit`, the protocol of checkpoint
-outputs: that one stages named files of a checkpoint prefix and places them
-data, assets, index; a store is one folder whose commit point is its root
-``zarr.json`` (inside the database with OCDBT), and whose files tensorstore
-creates itself, at a URL directly in the kvstore.
+removed: a store is complete exactly when its manifest exists (tensorstore
+creates the files itself, directly in the kvstore).
 
 Example:
     >>> result = convert("fixtures/ffm_v1", "/tmp/ffm_v1.zarr")  # doctest: +SKIP
@@ -28,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +40,7 @@ from ckptmap.readers.zarr_store import (
     shared_context,
     store_location,
 )
-from ckptmap.writers._atomic import (
-    fsync_dir,
-    make_folders,
-    new_token,
-    output_error,
-    remove_empty_folders,
-    temp_path,
-)
+from ckptmap.writers.commit import open_commit
 from ckptmap.writers.zarr3 import (
     DEFAULT_BLOCK_BYTES,
     DEFAULT_CHUNK_BYTES,
@@ -175,32 +165,19 @@ def convert(
 
 
 def _convert_local(writer: Zarr3Writer, location: StoreLocation, *, force: bool) -> int:
-    """Write into a temporary sibling folder, then rename it to ``location.local``."""
+    """Write the store staged through the commit protocol, renamed into place whole."""
     final = location.local
     assert final is not None  # noqa: S101 -- the caller checked; not input validation
-    exists = final.exists() or final.is_symlink()
-    if exists and not force:
-        raise OutputExistsError(final, "already exists (pass --force to replace it)")
-    if exists and not _replaceable(final):
+    if force and (final.exists() or final.is_symlink()) and not _replaceable(final):
         raise OutputError(
             f"{final}: is not a zarr store; refusing to replace it with --force "
             "(remove it yourself or choose another output path)"
         )
-    token = new_token()
-    tmp = temp_path(final, token)
-    try:
-        created = make_folders(final.parent)
-    except OSError as err:
-        raise output_error(final.parent, err, "cannot create the folder") from err
-    try:
-        writer.write(StoreLocation(location.text, tmp, local_kvstore(tmp), location.ocdbt))
-        store_bytes = _folder_bytes(tmp)
-        _swap_into_place(tmp, final, token, exists=exists)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not final.exists():
-            remove_empty_folders(created)
-        raise
+    with open_commit(final, force=force, whole_folder=True) as output:
+        staged = output.stage_prefix
+        writer.write(StoreLocation(location.text, staged, local_kvstore(staged), location.ocdbt))
+        store_bytes = _folder_bytes(staged)
+        output.commit()
     return store_bytes
 
 
@@ -209,24 +186,6 @@ def _replaceable(path: Path) -> bool:
     if path.is_dir() and not path.is_symlink():
         return is_zarr_store(path) or not any(path.iterdir())
     return False
-
-
-def _swap_into_place(tmp: Path, final: Path, token: str, *, exists: bool) -> None:
-    old = temp_path(final, token, ".old")
-    try:
-        if exists:
-            os.replace(final, old)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if exists:
-                os.replace(old, final)
-            raise
-        fsync_dir(final.parent)
-    except OSError as err:
-        raise output_error(final, err, "cannot move the finished store into place") from err
-    if exists:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _folder_bytes(folder: Path) -> int:

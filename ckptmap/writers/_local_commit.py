@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ckptmap.errors import CkptmapError, OutputError, OutputExistsError
+from ckptmap.formats.state_file import STATE_FILE_NAME
 from ckptmap.writers._atomic import (
     fsync_dir,
     make_folders,
@@ -33,7 +34,7 @@ from ckptmap.writers._staging import (
     recover,
     roll_back,
 )
-from ckptmap.writers.state import STATE_FILENAME, state_file_bytes
+from ckptmap.writers.state import state_file_bytes
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,8 @@ class LocalCommit(Commit):
             keep, stamp = self._latest
             prefix = self.folder / self.name
             data = state_file_bytes(self.folder, prefix, keep_existing=keep, timestamp=stamp)
-            self._write_staged(STATE_FILENAME, data)
-            names.append(STATE_FILENAME)
+            self._write_staged(STATE_FILE_NAME, data)
+            names.append(STATE_FILE_NAME)
         place = commit_order(names, self.name)
         index = f"{self.name}.index"
         old = set(present)
@@ -271,9 +272,9 @@ class LocalCommit(Commit):
                 fsync_dir(self.folder)
             self.steps.reach("clean")
             if any(kind == STATE for _, kind in journal.place):
-                os.replace(self.stage_folder / STATE_FILENAME, self.folder / STATE_FILENAME)
+                os.replace(self.stage_folder / STATE_FILE_NAME, self.folder / STATE_FILE_NAME)
                 fsync_dir(self.folder)
-                placed.append(STATE_FILENAME)
+                placed.append(STATE_FILE_NAME)
                 self.steps.reach("place-state")
             self._staging.remove()
             fsync_dir(self.folder)

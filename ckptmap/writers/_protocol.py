@@ -24,8 +24,8 @@ from pathlib import Path
 from types import TracebackType
 
 from ckptmap.errors import OutputError, UsageError
+from ckptmap.formats.state_file import STATE_FILE_NAME
 from ckptmap.storage.staging import STAGING_PREFIX
-from ckptmap.writers.state import STATE_FILENAME
 
 FAULT_ENV = "CKPTMAP_FAULT_AT"
 FAULT_LOG_ENV = "CKPTMAP_FAULT_LOG"
@@ -91,7 +91,7 @@ def kind_of(name: str, prefix_name: str) -> str:
         return INDEX
     if name.startswith(f"{prefix_name}.data-") and "/" not in name:
         return DATA
-    if name == STATE_FILENAME:
+    if name == STATE_FILE_NAME:
         return STATE
     return ASSET
 
@@ -240,7 +240,7 @@ class Commit(ABC):
         """
         self._check_open()
         check_name(name)
-        if name == STATE_FILENAME:
+        if name == STATE_FILE_NAME:
             raise UsageError("the state file is written by record_latest(), not staged by hand")
         if name not in self._staged:
             self._check_free(name)

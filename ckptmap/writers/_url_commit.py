@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ckptmap.errors import CkptmapError, InputError, OutputError, OutputExistsError, UsageError
+from ckptmap.formats.state_file import STATE_FILE_NAME
 from ckptmap.storage import Location, open_location, split_name
 from ckptmap.storage.staging import STAGING_PREFIX
 from ckptmap.writers._protocol import (
@@ -25,7 +26,7 @@ from ckptmap.writers._protocol import (
     commit_order,
 )
 from ckptmap.writers._staging import Staging, folder_lock, recover
-from ckptmap.writers.state import STATE_FILENAME, state_file_bytes
+from ckptmap.writers.state import state_file_bytes
 
 JOURNAL_SUFFIX = ".journal"  # one key, not a folder: stores without folders leave none behind
 
@@ -96,8 +97,8 @@ class UrlCommit(Commit):
         names = list(self._staged)
         if self._latest is not None:  # names this checkpoint only (a remote one is replaced)
             data = state_file_bytes(self.stage_folder, self.stage_prefix, keep_existing=False)
-            (self.stage_folder / STATE_FILENAME).write_bytes(data)
-            names.append(STATE_FILENAME)
+            (self.stage_folder / STATE_FILE_NAME).write_bytes(data)
+            names.append(STATE_FILE_NAME)
         place = commit_order(names, self.name)
         had_index = loc.exists(self._index)
         if had_index and not self.force:
@@ -133,8 +134,8 @@ class UrlCommit(Commit):
             self._forget_leftovers(names)
             self.steps.reach("clean")
             if any(kind == STATE for _, kind in place):
-                self._upload(STATE_FILENAME)
-                placed.append(STATE_FILENAME)
+                self._upload(STATE_FILE_NAME)
+                placed.append(STATE_FILE_NAME)
                 self.steps.reach("place-state")
             loc.delete(self._journal_key)
             self._staging.remove()

@@ -14,16 +14,12 @@ import os
 import time
 from pathlib import Path
 
-from google.protobuf import text_format
-
 from ckptmap.errors import CorruptCheckpointError, OutputError, UsageError
-from ckptmap.formats.state_file import StateFileError, decode_state
+from ckptmap.formats.state_file import STATE_FILE_NAME, StateFileError, decode_state, encode_state
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.writers._atomic import atomic_write_bytes
 
-__all__ = ["STATE_FILENAME", "state_file_bytes", "write_state_file"]
-
-STATE_FILENAME = "checkpoint"
+__all__ = ["state_file_bytes", "write_state_file"]
 
 
 def write_state_file(
@@ -66,7 +62,7 @@ def write_state_file(
     """
     folder = Path(os.path.abspath(model_dir))
     data = state_file_bytes(folder, prefix, keep_existing=keep_existing, timestamp=timestamp)
-    state_path = folder / STATE_FILENAME
+    state_path = folder / STATE_FILE_NAME
     atomic_write_bytes(state_path, data)
     return state_path
 
@@ -88,7 +84,7 @@ def state_file_bytes(
         raise OutputError(f"{folder}: not an existing folder; create it or choose another one")
     target = Path(os.path.abspath(prefix))
     stored = os.path.relpath(target, folder) if folder in target.parents else str(target)
-    state_path = folder / STATE_FILENAME
+    state_path = folder / STATE_FILE_NAME
     state = pb.CheckpointState()
     if keep_existing and state_path.exists():
         old = _read_state(state_path)
@@ -108,8 +104,7 @@ def state_file_bytes(
         state.all_model_checkpoint_paths.append(stored)
     except ValueError as err:
         raise UsageError(f"{target}: the checkpoint path is not valid UTF-8: {err}") from None
-    text: str = text_format.MessageToString(state)
-    return text.encode("utf-8")
+    return encode_state(state)
 
 
 def _read_state(path: Path) -> pb.CheckpointState:
