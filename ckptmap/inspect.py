@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.errors import UsageError
+from ckptmap.errors import InputError, UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.source import Source, can_copy_bytes, open_source
-from ckptmap.storage import IoCounter, location_text, measure_io
+from ckptmap.storage import STAGING_PREFIX, IoCounter, is_url, location_text, measure_io
 
 if TYPE_CHECKING:
     import numpy as np
@@ -218,6 +218,10 @@ def inspect_checkpoint(
         TensorNotFoundError: if ``tensor`` is not in the checkpoint.
         UsageError: if ``filter`` is not a valid regular expression, or is
             combined with ``tensor``.
+        InputError: if a ckptmap commit into the folder was interrupted before
+            its commit point (a killed ``--force`` replace): the checkpoint
+            there is then neither the old one nor the new one until the next
+            ckptmap write into the folder rolls it back.
 
     Example:
         >>> report = inspect_checkpoint("fixtures/ffm_v1", filter="^ffm/")  # doctest: +SKIP
@@ -227,6 +231,7 @@ def inspect_checkpoint(
     if tensor is not None and filter is not None:
         raise UsageError("choose either a tensor or a filter, not both")
     pattern = _compile(filter)
+    _refuse_an_interrupted_commit(path)
     with measure_io() as io, open_source(path, step=step) as source:  # counts the index too
         if verify:
             source.verify()
@@ -261,6 +266,46 @@ def inspect_checkpoint(
             url=source.url,
             io=io,
             format=source.format,
+        )
+
+
+def _refuse_an_interrupted_commit(path: str | os.PathLike[str]) -> None:
+    """Report a replace that a kill interrupted (docs/durability.md) instead of a half checkpoint.
+
+    Only local folders have staging folders to look at; one that merely holds
+    a run in progress or a killed fresh write (no journal) changes nothing
+    anyone can see, and one past its commit point already shows the new
+    checkpoint, so only the ``replacing`` phase is refused.
+    """
+    text = location_text(path)
+    if is_url(text):
+        return
+    where = Path(text)
+    folder, name = (where, None) if where.is_dir() else (where.parent, where.name)
+    if name is not None and name.endswith(".index"):
+        name = name[: -len(".index")]
+    try:
+        with os.scandir(folder) as entries:
+            if not any(e.name.startswith(STAGING_PREFIX) for e in entries):
+                return  # the common case, without importing the writers
+    except OSError:
+        return
+    from ckptmap.writers.commit import pending_commits
+
+    for commit in pending_commits(folder):
+        if commit.phase != "replacing" or name not in (None, commit.prefix):
+            continue
+        what = f"checkpoint {commit.prefix!r}" if commit.prefix else "checkpoint"
+        if commit.live:
+            raise InputError(
+                f"{folder}: the {what} is being replaced by a running ckptmap process "
+                f"(staging folder {commit.staging}); inspect it when that run has ended"
+            )
+        raise InputError(
+            f"{folder}: a ckptmap replace of the {what} was interrupted (staging folder "
+            f"{commit.staging}), so neither the old nor the new checkpoint is complete here; "
+            "the next ckptmap write into this folder rolls it back (the old files come "
+            "back): run the remap again"
         )
 
 

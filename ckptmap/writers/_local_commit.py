@@ -33,6 +33,7 @@ from ckptmap.writers._staging import (
     folder_lock,
     recover,
     roll_back,
+    staging_folders,
 )
 from ckptmap.writers.state import state_file_bytes
 
@@ -85,7 +86,10 @@ class LocalCommit(Commit):
         self.found: list[PendingCommit] = []
         self._journal: Journal | None = None
         self._committed = False
-        self._refuse_existing(before=True)
+        if not staging_folders(self.folder):
+            # A quick refusal; with staging folders around, only after recovery
+            # (an interrupted --force replace is rolled back even when refused).
+            self._refuse_existing(before=True)
         try:
             self._created = make_folders(self.folder)
         except OSError as err:

@@ -248,6 +248,69 @@ def test_the_next_remap_cleans_up(ffm: Callable[[int, bool], Scenario], tmp_path
     _check_new(scenario, out)
 
 
+def _ckptmap(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "ckptmap", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+
+
+@pytest.mark.parametrize("target", ["folder", "prefix"])
+def test_inspect_reports_an_interrupted_replace_and_the_next_write_undoes_it(
+    ffm: Callable[[int, bool], Scenario], tmp_path: Path, target: str
+) -> None:
+    scenario = ffm(1, True)
+    out = tmp_path / "out"
+    scenario.prepare(out)
+    assert scenario.old is not None
+    old = _visible(scenario.old)
+    code, _ = _finish(scenario.run(out, {FAULT_ENV: "aside#1"}))  # the old index moved aside
+    assert code == -signal.SIGKILL
+    [staging] = _stagings(out)
+    result = _ckptmap("inspect", out if target == "folder" else out / PREFIX)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: {out}: a ckptmap replace of the checkpoint {PREFIX!r} was interrupted "
+        f"(staging folder {staging}), so neither the old nor the new checkpoint is complete "
+        "here; the next ckptmap write into this folder rolls it back (the old files come "
+        "back): run the remap again\n"
+    )
+    assert _visible(out) != old  # what inspect would otherwise have listed is a half checkpoint
+    # The next write, even one refused (no --force), first rolls the replace back.
+    args = [a for a in scenario.args if a != "--force"]
+    result = _ckptmap("remap", "--out", f"{out}{os.sep}", *args)
+    assert result.returncode == 4
+    assert "a checkpoint already exists at this prefix" in result.stderr
+    assert not _stagings(out)
+    assert _visible(out) == old  # the old checkpoint, byte for byte
+    assert _ckptmap("inspect", out, "--verify").returncode == 0
+
+
+def test_readers_ignore_staging_folders(
+    ffm: Callable[[int, bool], Scenario], tmp_path: Path
+) -> None:
+    """A killed fresh write leaves a whole staged checkpoint; no reader takes it for one."""
+    scenario = ffm(1, False)
+    out = tmp_path / "out"
+    scenario.prepare(out)
+    code, _ = _finish(scenario.run(out, {FAULT_ENV: "locked#1"}))  # everything staged
+    assert code == -signal.SIGKILL
+    [staging] = _stagings(out)
+    assert (staging / f"{PREFIX}.index").is_file()
+    for command in (
+        ["inspect", out],
+        ["check", "--old", out, "--new-graph", FIXTURES / "ffm_v2" / "graph.pbtxt"],
+        ["convert", "--old", out, "--to", "zarr3", "--out", tmp_path / "store.zarr"],
+    ):
+        result = _ckptmap(*command)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr == (
+            f"error: {out}: no checkpoint in this folder (no 'checkpoint' state file and no "
+            ".index file; pass a checkpoint prefix or another folder)\n"
+        )
+    assert not (tmp_path / "store.zarr").exists()
+
+
 def test_kill_remap_at_random_moments(ffm: Callable[[int, bool], Scenario], tmp_path: Path) -> None:
     scenario = ffm(3, True)
     reference = _reference(scenario, tmp_path / "reference")
