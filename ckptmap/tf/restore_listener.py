@@ -258,7 +258,7 @@ def read_variable_values(
         entry = checkpoint.entry(key)
         for name in names:
             _check_fits(name, variables[name], key, entry.dtype.name, entry.shape)
-        old = checkpoint.read(key)
+        old = checkpoint.read(key, verify=True)  # as remap does: CRC and string layout
         for name in names:
             part = variables[name].slice
             values[name] = old if part is None else old[part.index()]

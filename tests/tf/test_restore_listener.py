@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ckptmap.errors import UnresolvedError, UsageError
+from ckptmap.errors import CorruptCheckpointError, UnresolvedError, UsageError
 from ckptmap.readers.tf_bundle import open_checkpoint
 
 pytestmark = pytest.mark.tf
@@ -194,6 +194,26 @@ def test_read_variable_values_rejects_a_tensor_that_does_not_fit(
         "alias map names 'small_var', which is not a variable of the graph "
         "(use the names of the graph's variables, without ':0')"
     )
+
+
+def test_read_variable_values_refuses_corrupt_bytes(
+    tf: Any, ctf: Any, old: OldCheckpoint, tmp_path: Path
+) -> None:
+    """The values fed to the graph are checked as remap checks them (stored CRC32C)."""
+    folder = tmp_path / "old"
+    shutil.copytree(old.folder, folder)
+    with open_checkpoint(folder) as ckpt:
+        entry = ckpt.entry("small_var")
+        shard = ckpt.shard_path(entry.shard_id)
+    data = bytearray(shard.read_bytes())
+    data[entry.offset] ^= 0x5A
+    shard.write_bytes(bytes(data))
+    with tf.Graph().as_default():
+        _build(tf, "partition2", "small_var2", _axis_size_partitioner(tf, 1 << 17))
+        model = ctf.describe_graph()
+    with open_checkpoint(folder) as ckpt, pytest.raises(CorruptCheckpointError) as info:
+        ctf.read_variable_values(ckpt, model.variables, {"small_var2": "small_var"})
+    assert str(info.value).startswith(f"{shard}: tensor 'small_var': CRC32C mismatch")
 
 
 # -- the alias-map listener ------------------------------------------------------------
