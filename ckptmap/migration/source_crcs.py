@@ -17,9 +17,8 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from ckptmap._crc import crc32c_combine
 from ckptmap.errors import CorruptCheckpointError, InputError, MissingInputError
-from ckptmap.formats.crc import unmask_crc
+from ckptmap.formats.crc import crc32c_combine, unmask_crc
 from ckptmap.migration.pieces import Method, Run, SourcePiece, TensorPlan
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
 

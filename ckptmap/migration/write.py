@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 
 import google_crc32c
 
-from ckptmap._crc import crc32c_combine
 from ckptmap.errors import CorruptCheckpointError
-from ckptmap.formats.crc import unmask_crc
+from ckptmap.formats.crc import crc32c_combine, unmask_crc
 from ckptmap.migration.pieces import Method, PiecePlan, TensorPlan
 from ckptmap.migration.source_crcs import SourceCrcs, piece_label, stored_entry
 from ckptmap.readers.tf_bundle import Checkpoint

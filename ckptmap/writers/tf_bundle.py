@@ -454,7 +454,7 @@ class BundleWriter:
         Args:
             crc32c: the *unmasked* CRC32C of the concatenated ranges if the
                 caller already knows it (e.g. combined with
-                :func:`ckptmap._crc.crc32c_combine` from CRCs it computed while
+                :func:`ckptmap.formats.crc.crc32c_combine` from CRCs it computed while
                 checking the source entries): trusted, and the ranges are then
                 never read into user space. ``None`` (default): one buffered
                 read of the ranges computes it.
