@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ckptmap.alias_structure import Structure, find_structure
 from ckptmap.dtypes import DType
 from ckptmap.errors import AliasError
 from ckptmap.naming import (
@@ -420,6 +421,7 @@ class _Planner:
         self.by_sig: dict[tuple[int, tuple[int, ...]], list[str]] = defaultdict(list)
         self.old_norm: dict[str, str] = {}
         self._use_counts: dict[str, int] | None = None
+        self.structure = Structure()
         self._orders: dict[tuple[int, tuple[int, ...]], tuple[list[tuple[str, str]], ...]] = {}
         for key, spec in self.old.items():
             self.by_strip[strip_partition(node_name(key))].append(key)
@@ -724,20 +726,27 @@ class _Planner:
     # -- the report
 
     def candidates(self, key: str) -> list[Candidate]:
+        """Plausible sources, then old keys placed alike by scope, then similar names."""
         spec = self.new.keys[key]
-        pool = self.by_sig.get((spec.dtype.enum, tuple(spec.shape)), [])
+        sig = (spec.dtype.enum, tuple(spec.shape))
+        pool = self.by_sig.get(sig, [])
         plausible = self.plausible.get(key, [])
         target = normalize_name(key)
-        if len(pool) > _PRESELECT:
-            pool = self.neighbours((spec.dtype.enum, tuple(spec.shape)), target)
-        others = [o for o in pool if o not in plausible]
         used = self.use_counts()
-        names = {o: self.old_norm[o] for o in others}
-        scored = _most_similar(target, names, MAX_CANDIDATES - len(plausible))
         first = [
             Candidate(o, _similarity(target, self.old_norm[o]), "plausible; " + _why(spec, used[o]))
             for o in plausible
         ]
+        seen = set(plausible)
+        for old_key, why in self.structure.candidates.get(key, []):
+            if old_key not in seen and len(first) < MAX_CANDIDATES:
+                seen.add(old_key)
+                score = _similarity(target, self.old_norm[old_key])
+                first.append(Candidate(old_key, score, f"{why}; {_why(spec, used[old_key])}"))
+        if len(pool) > _PRESELECT:
+            pool = self.neighbours(sig, target)
+        names = {o: self.old_norm[o] for o in pool if o not in seen}
+        scored = _most_similar(target, names, MAX_CANDIDATES - len(first))
         return first + [
             Candidate(o, score, _why(spec, used[o])) for o, score in scored if score >= self.cutoff
         ]
@@ -771,16 +780,36 @@ class _Planner:
         return self._use_counts
 
     def unresolved(self, key: str) -> Unresolved:
+        """The report of one key with no source: candidates, a confident fix, and why."""
         spec = self.new.keys[key]
+        sig = (spec.dtype.enum, tuple(spec.shape))
         cands = self.candidates(key)
         rule = entry = None
-        clear = len(self.plausible.get(key, [])) < 2
-        if clear and cands and (len(cands) == 1 or cands[0].score > cands[1].score):
-            entry = (key, cands[0].old_key)
-            rule = suggest_rule(key, cands[0].old_key)
+        why = ""
+        paired = self.structure.pairings.get(key)
+        if paired is not None and len(self.plausible.get(key, [])) < 2:
+            pairing, old_key = paired
+            entry, rule = (key, old_key), pairing.rule
+            why = (
+                f"no old key of this name; layer {pairing.old_scope} is the one unused"
+                f" old layer that fits {pairing.new_scope} ({pairing.fitting} of"
+                f" {pairing.size} keys)"
+            )
+        elif not self.by_sig.get(sig):
+            why = "no old key of this shape and dtype"
+        elif cands:
+            best = ", ".join(f"{c.old_key} ({c.score:.2f})" for c in cands[:2])
+            why = f"no confident candidate; best: {best}"
+        else:
+            names = {o: self.old_norm[o] for o in self.by_sig[sig]}
+            (o, score), *_ = _most_similar(normalize_name(key), names, 1)
+            why = (
+                f"no confident candidate; best: {o} ({score:.2f}, below the"
+                f" candidate cutoff {self.cutoff:g})"
+            )
         note = self.notes.get(key, "")
-        if not note:
-            note = "no old key of this name" if cands else "no old key of this shape and dtype"
+        if key not in self.plausible:  # a note of the automatic steps stands alone
+            note = f"{why} ({note})" if note else why
         return Unresolved(key, spec.dtype, tuple(spec.shape), cands, rule, entry, note)
 
     def finish(self) -> AliasPlan:
@@ -792,11 +821,19 @@ class _Planner:
             names = [v.name for v in self.vars_of.get(key, [])] or [key]
             for name in names:
                 sources[name] = match.old_key
-        unresolved = [
-            self.unresolved(k)
+        missing = [
+            k
             for k in self.new_keys
             if k not in self.matches and k not in self.mismatch and k not in self.dropped_keys
         ]
+        if missing:
+            self.structure = find_structure(
+                {k: m.old_key for k, m in self.matches.items()},
+                missing,
+                {k: (s.dtype.enum, tuple(s.shape)) for k, s in self.new.keys.items()},
+                {k: (s.dtype.enum, tuple(s.shape)) for k, s in self.old.items()},
+            )
+        unresolved = [self.unresolved(k) for k in missing]
         used = {m.old_key for m in self.matches.values()}
         return AliasPlan(
             matches={k: self.matches[k] for k in self.new_keys if k in self.matches},
