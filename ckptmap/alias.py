@@ -743,6 +743,8 @@ class _Planner:
                 seen.add(old_key)
                 score = _similarity(target, self.old_norm[old_key])
                 first.append(Candidate(old_key, score, f"{why}; {_why(spec, used[old_key])}"))
+        if len(pool) > _PRESELECT and key in self.structure.pairings and not plausible:
+            return first  # the structure answers; no name similarity over a big pool
         if len(pool) > _PRESELECT:
             pool = self.neighbours(sig, target)
         names = {o: self.old_norm[o] for o in pool if o not in seen}

@@ -77,7 +77,15 @@ def scope_pairs(matches: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
     """New scope -> the old scopes it corresponds to, learned from matched keys."""
     corr: dict[str, set[str]] = defaultdict(set)
     corr[""].add("")
+    seen: set[str] = {""}
     for new, old in matches:
+        if _base(new) == old:  # the same name: every scope above it to itself
+            scope = old.rpartition("/")[0]
+            while scope not in seen:
+                seen.add(scope)
+                corr[scope].add(scope)
+                scope = scope.rpartition("/")[0]
+            continue
         n, o = _base(new).split("/"), old.split("/")
         common = 0
         while common < min(len(n), len(o)) and n[-1 - common] == o[-1 - common]:

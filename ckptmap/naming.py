@@ -84,6 +84,13 @@ def node_name(name: str) -> str:
     >>> node_name("emb/part_0:12/")
     'emb/part_0'
     """
+    if (
+        ":" not in name
+        and name[:1] not in "^ \t\n"
+        and name[-1:] not in "/ \t\n"
+        and name.strip() == name
+    ):
+        return name  # already a node name (the common case, checked cheaply)
     while True:
         cleaned = _node_name_once(name)
         if cleaned == name:
@@ -99,6 +106,9 @@ def dedupe_scopes(name: str) -> str:
     >>> dedupe_scopes("ffm/tower/tower/dense_1/kernel")
     'ffm/tower/dense_1/kernel'
     """
+    cleaned = node_name(name)
+    if len(set(cleaned.split("/"))) == cleaned.count("/") + 1:
+        return cleaned  # no term repeats
     while True:
         terms: list[str] = []
         seen: set[str] = set()
