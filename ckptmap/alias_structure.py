@@ -22,8 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ckptmap.errors import AliasError
-from ckptmap.naming import node_name, parse_rule, strip_partition
+from ckptmap.naming import node_name, strip_partition
 
 __all__ = ["Pairing", "Structure", "find_structure"]
 
@@ -188,13 +187,9 @@ def find_structure(
                 if old_sigs.get(_join(old_scope, old_layer, r)) == new_sigs[k]
             }
             new_scope, old_full = _join(scope, layer), _join(old_scope, old_layer)
-            text = _rule(new_scope, old_full, list(fitting))
-            try:
-                rule = parse_rule(text)
-            except AliasError:
-                continue
-            if any(rule.apply(_base(k)) != _join(old_full, r) for r, k in fitting.items()):
-                continue
+            if "=" in old_full:
+                continue  # a rule's format cannot hold "=" (PATTERN=FORMAT splits at the last)
+            text = _rule(new_scope, old_full, list(fitting))  # maps new_scope/r to old_full/r
             pairing = Pairing(new_scope, old_full, text, len(fitting), len(rests))
             for rest, key in fitting.items():
                 old_key = _join(old_full, rest)

@@ -20,6 +20,7 @@ matching.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Iterable, Sequence
@@ -131,6 +132,7 @@ def strip_partition(name: str) -> str:
     return _PART_SEGMENT.sub("", name)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def normalize_name(name: str) -> str:
     """:func:`node_name`, then :func:`strip_partition`, then :func:`dedupe_scopes`."""
     return dedupe_scopes(strip_partition(node_name(name)))
