@@ -793,8 +793,8 @@ class _Planner:
             pairing, old_key = paired
             entry, rule = (key, old_key), pairing.rule
             why = (
-                f"no old key of this name; layer {pairing.old_scope} is the one unused"
-                f" old layer that fits {pairing.new_scope} ({pairing.fitting} of"
+                f"no old key of this name; {pairing.old_scope} is the one old scope whose"
+                f" unused keys fit {pairing.new_scope} ({pairing.fitting} of"
                 f" {pairing.size} keys)"
             )
         elif not self.by_sig.get(sig):
