@@ -205,15 +205,14 @@ CASES = [
         Case(
             "ffm_v1",
             lambda d: set_block_compression(_index(d), data_blocks(_index(d))[0], 1),
-            UnsupportedInputError,
+            CorruptCheckpointError,
             lambda d: (
-                f"{_index(d)}: data block 0 at offset 0 is Snappy-compressed, which ckptmap "
-                "cannot read (TensorFlow never writes compressed bundles; re-save the "
-                "checkpoint with TensorFlow)"
+                f"{_index(d)}: data block 0 at offset 0: the Snappy-compressed block does not "
+                "decode (the file is corrupt or truncated; copy it again from its source)"
             ),
             action="open",
         ),
-        id="snappy-block",
+        id="corrupt-snappy-block",
     ),
     pytest.param(
         Case(

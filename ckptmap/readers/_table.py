@@ -7,6 +7,16 @@ Every offset and length read from the file is checked against the bytes that
 are really there before anything is sliced, so a damaged or hostile file fails
 with :class:`~ckptmap.errors.CorruptCheckpointError`, never with an
 ``IndexError`` or a huge allocation.
+
+Blocks are stored as they are (type 0, what TensorFlow 2.x writes) or as raw
+Snappy (type 1, what TensorFlow 1.x wrote and every release still reads;
+§3.2). Snappy is decoded by ``cramjam``, a maintained binding of the Rust
+``snap`` crate with wheels for Linux, macOS and Windows on x86-64 and arm64
+and no dependencies of its own; the pure-Python ``python-snappy`` needs a C
+library at build time and ``snappy`` re-implementations in Python are slow and
+unmaintained. Raw Snappy begins with the decompressed length as a varint
+(§3.2): it is checked against what the compressed bytes can possibly expand
+to before anything is allocated.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ckptmap.errors import CorruptCheckpointError, MissingInputError, UnsupportedInputError
+import cramjam
+
+from ckptmap.errors import CorruptCheckpointError, MissingInputError
 from ckptmap.formats.crc import crc32c, unmask_crc
 from ckptmap.formats.table import (
     BLOCK_TRAILER_SIZE,
@@ -33,6 +45,9 @@ _HANDLES_SIZE = FOOTER_SIZE - _U64.size  # §3.7: two handles, zero padded to 40
 _MAX_VARINT32_BYTES = 5  # §2.1
 _MAX_VARINT64_BYTES = 10  # §2.1
 _FIX = "the file is corrupt or truncated; copy it again from its source"
+# Raw Snappy's best expansion is a 3-byte copy element producing 64 bytes, so no
+# valid stream of n bytes decompresses to more than 64 * n / 3 bytes.
+_SNAPPY_MAX_EXPANSION = 22
 
 
 class TableFormatError(Exception):
@@ -72,7 +87,8 @@ class Table:
     Attributes:
         path: the ``.index`` file.
         keys: the keys as bytes, strictly increasing as unsigned bytes.
-        values: the value of each key (views into ``data``, no copies).
+        values: the value of each key (views into ``data``, or into the decompressed
+            block where a block is Snappy-compressed).
         data: the whole file.
     """
 
@@ -140,6 +156,8 @@ def decode_footer(buf: memoryview, pos: int) -> tuple[Footer, int]:
 def read_block(buf: memoryview, handle: BlockHandle, end: int, what: str) -> memoryview:
     """Return the contents of the block at ``handle`` after checking its trailer (§3.2).
 
+    A Snappy-compressed block is decompressed (its CRC covers the compressed bytes).
+
     Args:
         buf: the whole file.
         handle: where the block is.
@@ -147,8 +165,8 @@ def read_block(buf: memoryview, handle: BlockHandle, end: int, what: str) -> mem
         what: the block's role, for messages (``"index block"``).
 
     Raises:
-        TableFormatError: if the block lies outside ``[0, end)`` or its CRC is wrong.
-        UnsupportedInputError: if the block is Snappy-compressed.
+        TableFormatError: if the block lies outside ``[0, end)``, its CRC is
+            wrong or its Snappy stream is corrupt.
     """
     start, size = handle.offset, handle.size
     if start + size + BLOCK_TRAILER_SIZE > end:
@@ -163,13 +181,34 @@ def read_block(buf: memoryview, handle: BlockHandle, end: int, what: str) -> mem
     if actual != unmask_crc(stored):
         raise TableFormatError(f"{what} CRC mismatch at offset {start}")
     if ctype == SNAPPY_COMPRESSION:
-        raise UnsupportedInputError(
-            f"{what} at offset {start} is Snappy-compressed, which ckptmap cannot read "
-            "(TensorFlow never writes compressed bundles; re-save the checkpoint with TensorFlow)"
-        )
+        return decompress_snappy(block, f"{what} at offset {start}")
     if ctype != NO_COMPRESSION:
         raise TableFormatError(f"{what} at offset {start} has unknown compression type {ctype}")
     return block
+
+
+def decompress_snappy(block: memoryview, what: str) -> memoryview:
+    """Decompress one raw-Snappy block, bounding its size before allocating it (§3.2).
+
+    Raises:
+        TableFormatError: if the stated length is more than the bytes can hold
+            or the stream does not decode to exactly that length.
+    """
+    length, _ = decode_varint(block, 0, len(block), _MAX_VARINT32_BYTES)
+    if length > _SNAPPY_MAX_EXPANSION * len(block):
+        raise TableFormatError(
+            f"{what}: Snappy block of {len(block)} bytes claims to expand to {length} bytes"
+        )
+    out = bytearray(length)
+    try:
+        written = cramjam.snappy.decompress_raw_into(block, out)
+    except cramjam.DecompressionError:
+        raise TableFormatError(f"{what}: the Snappy-compressed block does not decode") from None
+    if written != length:
+        raise TableFormatError(
+            f"{what}: Snappy block decodes to {written} bytes, not the {length} it states"
+        )
+    return memoryview(out)
 
 
 def decode_restarts(block: memoryview, pos: int) -> tuple[tuple[int, ...], int]:
@@ -244,7 +283,6 @@ def decode_table(buf: memoryview) -> tuple[list[bytes], list[memoryview]]:
 
     Raises:
         TableFormatError: on any structural problem.
-        UnsupportedInputError: on a compressed block.
     """
     footer_at = len(buf) - FOOTER_SIZE
     footer, _ = decode_footer(buf, footer_at)
@@ -276,7 +314,6 @@ def read_table(path: str | os.PathLike[str]) -> Table:
     Raises:
         MissingInputError: if the file does not exist.
         CorruptCheckpointError: if the table is damaged, naming the file.
-        UnsupportedInputError: if a block is compressed.
     """
     path = Path(path)
     try:
@@ -297,7 +334,6 @@ def decode_index(
 
     Raises:
         CorruptCheckpointError: if the table is damaged, naming the file.
-        UnsupportedInputError: if a block is compressed.
     """
     where = where or os.fspath(path)
     view = data if isinstance(data, memoryview) else memoryview(data)
@@ -305,6 +341,4 @@ def decode_index(
         keys, values = decode_table(view)
     except TableFormatError as err:
         raise CorruptCheckpointError(where, f"{err} ({_FIX})") from None
-    except UnsupportedInputError as err:
-        raise UnsupportedInputError(f"{where}: {err}") from None
     return Table(Path(path), keys, values, view)
