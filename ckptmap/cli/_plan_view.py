@@ -12,6 +12,8 @@ from ckptmap.cli._render import display_key, human_bytes, print_table, shape_tex
 if TYPE_CHECKING:
     from ckptmap.migration import RemapPlan
 
+MAX_ROWS = 50  # rows of a problem table; the rest is counted (--json lists all)
+
 
 def print_explain(plan: RemapPlan) -> None:
     """The per-key table: new key, source, slices, how its bytes are made, and why."""
@@ -42,19 +44,23 @@ def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
         table = Table(box=None, title="Keys with no source", title_justify="left")
         for col in ("new key", "dtype", "shape", "why", "candidates (same shape and dtype)"):
             table.add_column(col)
-        for u in alias.unresolved:
+        for u in alias.unresolved[:MAX_ROWS]:
             cands = ", ".join(f"{c.old_key} ({c.score:.2f})" for c in u.candidates[:3])
             table.add_row(
                 display_key(u.new_key), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
             )
         show(table)
+        if len(alias.unresolved) > MAX_ROWS:
+            out.print(f"... and {len(alias.unresolved) - MAX_ROWS:,} more; --json lists all")
     if alias.mismatched:
         table = Table(box=None, title="Keys whose source disagrees", title_justify="left")
         for col in ("new key", "old key", "problem"):
             table.add_column(col)
-        for m in alias.mismatched:
+        for m in alias.mismatched[:MAX_ROWS]:
             table.add_row(display_key(m.new_key), display_key(m.old_key), m.what)
         show(table)
+        if len(alias.mismatched) > MAX_ROWS:
+            out.print(f"... and {len(alias.mismatched) - MAX_ROWS:,} more; --json lists all")
     rules = alias.suggested_rules
     if rules:
         out.print("Try: " + " ".join(f"--rule '{r}'" for r in rules[:3]))
