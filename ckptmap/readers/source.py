@@ -4,12 +4,15 @@ Every command that reads a checkpoint (``inspect``, ``check``, ``remap``,
 ``convert``) opens it here and talks to it through :class:`Source` only:
 what it is, its keys and :class:`~ckptmap.spec.TensorSpec`\\ s, the stored
 slices of a key, whole tensors and boxes of them, integrity checks, assets.
-Two readers implement it today:
+These readers implement it:
 
 * :class:`ckptmap.readers.tf_bundle.Checkpoint`: a TensorFlow V2 checkpoint
   (tensor bundle), local or at a URL;
 * :class:`ckptmap.readers.zarr_store.ZarrCheckpoint`: a zarr v3 store written
-  by ``ckptmap convert``.
+  by ``ckptmap convert``;
+* :class:`ckptmap.readers._array_source.ArraySource`: a safetensors file (or a
+  sharded model with its index JSON; :mod:`ckptmap.readers.safetensors`) or an
+  npz archive (:mod:`ckptmap.readers.npz`), local files only.
 
 A source whose tensors are stored as TensorFlow bundle entries (raw byte
 ranges with a CRC32C each, which a writer may copy as they are) is a
@@ -222,6 +225,9 @@ def open_source(path_or_url: str | os.PathLike[str], step: int | None = None) ->
     except MissingInputError:
         from ckptmap.readers.zarr_store import is_zarr_store
 
+        array_file = _open_array_file(path_or_url, step)
+        if array_file is not None:
+            return array_file
         if not is_zarr_store(path_or_url):
             raise
     if step is not None:
@@ -234,8 +240,27 @@ def open_source(path_or_url: str | os.PathLike[str], step: int | None = None) ->
     return open_store(path_or_url)
 
 
+def _open_array_file(path: str | os.PathLike[str], step: int | None) -> Source | None:
+    """A safetensors file (or sharded index, or model folder) or an npz archive; else ``None``."""
+    from ckptmap.readers.npz import find_npz, open_npz
+    from ckptmap.readers.safetensors import find_safetensors, open_safetensors
+
+    opener = open_safetensors if find_safetensors(path) else open_npz if find_npz(path) else None
+    if opener is None:
+        return None
+    if step is not None:
+        raise UsageError(
+            f"{os.fspath(path)}: --step picks a checkpoint in a model folder, "
+            "not in a safetensors or npz file"
+        )
+    return opener(path)
+
+
 if TYPE_CHECKING:  # every reader satisfies the protocol (mypy checks these lines)
+    from ckptmap.readers._array_source import ArraySource
     from ckptmap.readers.zarr_store import ZarrCheckpoint
 
-    def _implementations(a: Checkpoint, b: ZarrCheckpoint) -> tuple[Source, Source]:
-        return a, b
+    def _implementations(
+        a: Checkpoint, b: ZarrCheckpoint, c: ArraySource
+    ) -> tuple[Source, Source, Source]:
+        return a, b, c
