@@ -1,0 +1,119 @@
+"""safetensors files and npz archives as sources: the Source contract, and open_source dispatch.
+
+The files are written by their own producers (safetensors.numpy.save_file,
+numpy.savez) from TensorFlow's reading of the fixtures, with the ckptmap
+manifest carrying TF dtypes and slice layouts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import FIXTURES, Golden, assert_same_values
+from readers.test_source_contract import GOLDENS, SourceContract
+
+from ckptmap.errors import MissingInputError, UsageError
+from ckptmap.readers.source import open_source
+from formats_io._arrays import npz_part, safetensors_part, write_npz, write_safetensors
+
+CONVERTED = ["ffm_v1_ps2/model.ckpt-100", "dtype_zoo/zoo"]
+
+
+class TestSafetensorsFile(SourceContract):
+    FORMAT = "safetensors"
+    COPIES_BYTES = False
+    HAS_CHECKSUMS = False
+
+    @pytest.fixture(params=CONVERTED)
+    def golden_id(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def golden(self, golden_id: str) -> Golden:
+        return safetensors_part(GOLDENS[golden_id])
+
+    @pytest.fixture
+    def location(self, golden: Golden, tmp_path: Path) -> str:
+        return str(write_safetensors(golden, tmp_path / "model.safetensors"))
+
+    def test_it_names_its_original_checkpoint(self, source: object, golden: Golden) -> None:
+        assert source.name == golden.prefix.name
+
+
+class TestNpzArchive(SourceContract):
+    FORMAT = "npz"
+    COPIES_BYTES = False
+    HAS_CHECKSUMS = False
+
+    @pytest.fixture(params=[(g, c) for g in CONVERTED for c in (False, True)], ids=str)
+    def case(self, request: pytest.FixtureRequest) -> tuple[str, bool]:
+        return request.param  # type: ignore[no-any-return]
+
+    @pytest.fixture
+    def golden_id(self, case: tuple[str, bool]) -> str:
+        return case[0]
+
+    @pytest.fixture
+    def golden(self, golden_id: str) -> Golden:
+        return npz_part(GOLDENS[golden_id])
+
+    @pytest.fixture
+    def location(self, golden: Golden, case: tuple[str, bool], tmp_path: Path) -> str:
+        return str(write_npz(golden, tmp_path / "model.npz", compressed=case[1]))
+
+
+def test_the_zoo_keeps_every_numeric_tensorflow_dtype(tmp_path: Path) -> None:
+    golden = npz_part(GOLDENS["dtype_zoo/zoo"])
+    with open_source(write_npz(golden, tmp_path / "zoo.npz")) as source:
+        dtypes = {spec.dtype.name for spec in source.specs().values()}
+    assert {"bfloat16", "float8_e4m3fn", "qint8", "complex64", "bool"} <= dtypes
+
+
+def test_a_model_folder_finds_its_safetensors_file(tmp_path: Path) -> None:
+    golden = safetensors_part(GOLDENS["ffm_v1/model.ckpt-100"])
+    write_safetensors(golden, tmp_path / "model.safetensors")
+    with open_source(tmp_path) as source:
+        assert source.format == "safetensors"
+        assert source.where == str(tmp_path / "model.safetensors")
+        for t in golden.tensors:
+            assert_same_values(source.read(t.name), t.value)
+
+
+def test_a_sharded_model_reads_through_its_index(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.numpy import save_file
+
+    first = {"a": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    second = {"b/c": np.array([1, -2], np.int64), "d": np.array(True)}
+    save_file(first, tmp_path / "model-00001-of-00002.safetensors")
+    save_file(second, tmp_path / "model-00002-of-00002.safetensors")
+    weight_map = {"a": "model-00001-of-00002.safetensors"}
+    weight_map |= {k: "model-00002-of-00002.safetensors" for k in second}
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 41}, "weight_map": weight_map}))
+    with open_source(tmp_path) as source:
+        assert source.keys() == ["a", "b/c", "d"]
+        assert source.where == str(index)
+        assert source.name == "model"
+        for key, value in (first | second).items():
+            np.testing.assert_array_equal(source.read(key), value)
+
+
+def test_step_with_an_array_file_is_a_usage_error(tmp_path: Path) -> None:
+    path = write_npz(npz_part(GOLDENS["ffm_v1/model.ckpt-100"]), tmp_path / "m.npz")
+    with pytest.raises(UsageError, match="--step picks a checkpoint in a model folder"):
+        open_source(path, step=1)
+
+
+def test_a_folder_without_any_checkpoint_is_still_missing(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing here")
+    with pytest.raises(MissingInputError):
+        open_source(tmp_path)
+
+
+def test_fixture_folders_still_open_as_tensorflow() -> None:
+    with open_source(FIXTURES / "ffm_v1") as source:
+        assert source.format == "tf"
