@@ -781,6 +781,14 @@ class _Planner:
             self._use_counts = counts
         return self._use_counts
 
+    def same_normalised(self, key: str, cands: Sequence[Candidate]) -> str | None:
+        """The one candidate whose normalised name is the key's (scopes de-duplicated)."""
+        if len(self.plausible.get(key, [])) >= 2:
+            return None
+        target = normalize_name(key)
+        same = [c.old_key for c in cands if self.old_norm[c.old_key] == target]
+        return same[0] if len(same) == 1 else None
+
     def unresolved(self, key: str) -> Unresolved:
         """The report of one key with no source: candidates, a confident fix, and why."""
         spec = self.new.keys[key]
@@ -797,6 +805,9 @@ class _Planner:
                 f" unused keys fit {pairing.new_scope} ({pairing.fitting} of"
                 f" {pairing.size} keys)"
             )
+        elif (same := self.same_normalised(key, cands)) is not None:
+            entry, rule = (key, same), suggest_rule(key, same)
+            why = f"no old key of this name; {same} is the one with the same normalised name"
         elif not self.by_sig.get(sig):
             why = "no old key of this shape and dtype"
         elif cands:
