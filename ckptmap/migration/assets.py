@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ckptmap.storage import is_url, open_parent
+from ckptmap.storage.input_files import resolved_input
 from ckptmap.writers.commit import Commit
 
 
@@ -35,7 +36,10 @@ def stage_assets(
             location, file_name = open_parent(src)
             output.add_bytes(name, location.read_all(file_name))
             continue
-        linked = output.add_file(name, src, link=mode == "link" and not is_url(output.prefix))
+        # the checked regular file a link inside the folder resolves to: an
+        # output never holds a link, and never anything from outside the folder
+        target = resolved_input(src, old_prefix.parent)
+        linked = output.add_file(name, target, link=mode == "link" and not is_url(output.prefix))
         linked_all = linked_all and linked
     if mode == "link" and not linked_all and not is_url(output.prefix):
         notes.append("some assets were copied because they could not be hard-linked")

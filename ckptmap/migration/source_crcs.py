@@ -21,6 +21,7 @@ from ckptmap.errors import CorruptCheckpointError, InputError, MissingInputError
 from ckptmap.formats.crc import crc32c_combine, unmask_crc
 from ckptmap.migration.pieces import Method, Run, SourcePiece, TensorPlan
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
+from ckptmap.storage.input_files import open_input
 
 
 def stored_entry(ckpt: Checkpoint, key: str, piece: SourcePiece) -> TensorEntry:
@@ -158,7 +159,7 @@ class SourceCrcs:
         segments: dict[int, tuple[int, int]] = {}
         whole = 0
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = open_input(path, Path(path).parent)  # regular files inside the folder only
         except FileNotFoundError:
             raise MissingInputError(
                 path, "data shard not found (is the checkpoint complete?)"

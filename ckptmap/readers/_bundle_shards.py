@@ -19,6 +19,7 @@ from pathlib import Path
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, RangeError
 from ckptmap.readers._bundle_index import TensorEntry
 from ckptmap.storage import LocalLocation, Location
+from ckptmap.storage.input_files import open_input, resolved_input
 
 FIX_DATA = "the data file is corrupt or truncated; copy it again from its source"
 
@@ -75,7 +76,7 @@ class ShardFiles:
         if size is None:
             path = self.shard_path(shard_id)
             try:
-                size = path.stat().st_size
+                size = resolved_input(path, Path(path).parent).stat().st_size
             except FileNotFoundError:
                 raise self.missing(path) from None
             self._sizes[shard_id] = size
@@ -163,13 +164,16 @@ class ShardFiles:
             return view
         path = self.shard_path(shard_id)
         try:
-            with open(path, "rb") as file:
-                if os.fstat(file.fileno()).st_size == 0:
+            fd = open_input(path, Path(path).parent)  # regular files inside the folder only
+            try:
+                if os.fstat(fd).st_size == 0:
                     view = memoryview(b"")  # an empty file cannot be mapped
                 else:
-                    mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+                    mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
                     self._maps.append(mapped)
                     view = memoryview(mapped)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             raise self.missing(path) from None
         except OSError as err:

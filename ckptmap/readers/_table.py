@@ -37,6 +37,7 @@ from ckptmap.formats.table import (
     SNAPPY_COMPRESSION,
     TABLE_MAGIC,
 )
+from ckptmap.storage.input_files import open_input
 
 _U32 = struct.Struct("<I")  # restart offsets, restart count (§3.1), masked CRC (§3.2)
 _U64 = struct.Struct("<Q")  # the footer magic (§3.7)
@@ -317,7 +318,9 @@ def read_table(path: str | os.PathLike[str]) -> Table:
     """
     path = Path(path)
     try:
-        data = memoryview(path.read_bytes())
+        fd = open_input(path, path.parent)  # regular files inside the model folder only
+        with os.fdopen(fd, "rb") as file:
+            data = memoryview(file.read())
     except FileNotFoundError:
         raise MissingInputError(path, "checkpoint index file not found") from None
     except IsADirectoryError:

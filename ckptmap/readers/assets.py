@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ckptmap.storage import Location
+from ckptmap.storage.input_files import resolved_input
 
 ASSETS_SUFFIX = ".assets"
 HASH_FILTER_STEM = "hash_filter_"
@@ -68,9 +69,11 @@ def list_assets(location: Location, prefix: str) -> list[Asset]:
 
 def _asset(location: Location, name: str, asset_name: str, *, legacy: bool) -> Asset:
     match = _HASH_FILTER.match(asset_name.rsplit("/", 1)[-1])
-    # a store tells a size only by reading the file: sizes are for local files
-    size = location.size(name) if location.is_local else None
     path = Path(location.where(name))
+    size = None  # a store tells a size only by reading the file: sizes are for local files
+    if location.is_local:
+        # a link is followed only inside the model folder; no FIFO, socket or device
+        size = resolved_input(path, location.where("")).stat().st_size
     if match:
         return Asset(path, asset_name, size, "hash_filter", int(match["ps"]), legacy)
     return Asset(path, asset_name, size, "other", None, legacy)

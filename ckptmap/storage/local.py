@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ckptmap.errors import InputError, MissingInputError, OutputError, RangeError
+from ckptmap.storage.input_files import open_input, resolved_input
 from ckptmap.storage.location import Location
 
 __all__ = ["LocalLocation"]
@@ -41,11 +42,13 @@ class LocalLocation(Location):
         return LocalLocation(self.path(name))
 
     def exists(self, name: str) -> bool:
-        return self.path(name).is_file()
+        # anything but a folder: a FIFO or a link out is refused when opened, by name
+        path = self.path(name)
+        return path.is_symlink() or (path.exists() and not path.is_dir())
 
     def size(self, name: str) -> int:
         try:
-            return self.path(name).stat().st_size
+            return resolved_input(self.path(name), self.root).stat().st_size
         except FileNotFoundError:
             raise MissingInputError(self.path(name), "no such file") from None
         except OSError as err:
@@ -54,7 +57,7 @@ class LocalLocation(Location):
     def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         path = self.path(name)
         try:
-            with open(path, "rb") as file:
+            with os.fdopen(open_input(path, self.root), "rb") as file:
                 size = os.fstat(file.fileno()).st_size
                 out = []
                 for offset, length in ranges:
@@ -80,7 +83,8 @@ class LocalLocation(Location):
         if max_bytes is not None and self.size(name) > max_bytes:
             raise InputError(f"{path}: larger than {max_bytes} bytes, too large for this file")
         try:
-            return path.read_bytes()
+            with os.fdopen(open_input(path, self.root), "rb") as file:
+                return file.read()
         except FileNotFoundError:
             raise MissingInputError(path, "no such file") from None
         except IsADirectoryError:
@@ -96,7 +100,8 @@ class LocalLocation(Location):
         names = []
         for path in base.rglob("*"):
             name = path.relative_to(self.root).as_posix()
-            if name.startswith(prefix) and path.is_file():
+            # not only regular files: what else is there is refused when opened
+            if name.startswith(prefix) and (path.is_symlink() or not path.is_dir()):
                 names.append(name)
         return sorted(names)
 

@@ -27,6 +27,7 @@ from ckptmap.formats.string_layout import (
     decode_lengths,
     require_lengths,
 )
+from ckptmap.storage.input_files import open_input
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class SourceFiles:
         if found is not None:
             return found
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = open_input(path, path.parent)  # regular files inside the model folder only
         except FileNotFoundError:
             raise MissingInputError(path, "source data file not found") from None
         except OSError as err:

@@ -64,6 +64,7 @@ from ckptmap.formats.table import BUNDLE_VERSION
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.split import SliceSpec
 from ckptmap.storage import location_text
+from ckptmap.storage.input_files import resolved_input
 from ckptmap.writers._atomic import new_token, output_error, remove_quietly, temp_path
 from ckptmap.writers._copy import Source, SourceEnded, SourceFiles, truncated
 from ckptmap.writers._entries import (
@@ -560,9 +561,12 @@ class BundleWriter:
         self._check_open()
         if self._max_shard_bytes is not None:
             raise UsageError("linked shards cannot be combined with max_shard_bytes")
-        source = Path(src)
-        if not source.is_file():
-            raise MissingInputError(source, "data shard not found (is the checkpoint complete?)")
+        try:  # a link inside the model folder stands for its target; nothing else is linked
+            source = resolved_input(src, Path(src).parent)
+        except MissingInputError:
+            raise MissingInputError(
+                src, "data shard not found (is the checkpoint complete?)"
+            ) from None
         index = len(self._shards)
         temp = temp_path(self._output.stage_prefix, self._token, f"-data-{index}")
         linked = True

@@ -400,7 +400,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
         ("saver", "[str; default: none]"),  # None, as PlanInputs: the default saver
         ("out", "model folder with a 'checkpoint' state file. [str; required]"),
         ("alias_map", "[path; default: none]"),
-        ("on_existing_assets", "[enum; default: link]"),
+        ("on_existing_assets", "[enum; default: copy]"),
         ("rules", "[list of str; repeat the option]"),
     ],
 )

@@ -139,8 +139,9 @@ class RemapOptions(CheckOptions):
     :param link: hard-link data shards that are copied unchanged instead of
         copying them (same filesystem only).
     :param on_existing_assets: what to do with the old checkpoint's
-        <prefix>.assets/ folder: link its files (copying when linking fails),
-        copy them, or skip them.
+        <prefix>.assets/ folder: copy its files (a reflink where the file system
+        can), hard-link them (output and input then share the files; copies
+        where linking fails), or skip them.
     """
 
     out: str
@@ -148,7 +149,7 @@ class RemapOptions(CheckOptions):
     force: bool = False
     shards: int = 1
     link: bool = False
-    on_existing_assets: AssetMode = AssetMode.LINK
+    on_existing_assets: AssetMode = AssetMode.COPY
 
 
 class StoreFormat(Enum):
