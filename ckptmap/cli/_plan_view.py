@@ -38,7 +38,6 @@ def print_explain(plan: RemapPlan) -> None:
 def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
     """Unresolved and mismatched keys, with candidates and a fix to try."""
     out = err_console if to_stderr else console
-    show = out.print if to_stderr else print_table
     alias = plan.alias
     if alias.unresolved:
         table = Table(box=None, title="Keys with no source", title_justify="left")
@@ -49,7 +48,7 @@ def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
             table.add_row(
                 display_key(u.new_key), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
             )
-        show(table)
+        print_table(table, console=out)
         if len(alias.unresolved) > MAX_ROWS:
             out.print(f"... and {len(alias.unresolved) - MAX_ROWS:,} more; --json lists all")
     if alias.mismatched:
@@ -58,7 +57,7 @@ def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
             table.add_column(col)
         for m in alias.mismatched[:MAX_ROWS]:
             table.add_row(display_key(m.new_key), display_key(m.old_key), m.what)
-        show(table)
+        print_table(table, keys=(0, 1), console=out)
         if len(alias.mismatched) > MAX_ROWS:
             out.print(f"... and {len(alias.mismatched) - MAX_ROWS:,} more; --json lists all")
     rules = alias.suggested_rules

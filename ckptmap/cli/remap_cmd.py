@@ -13,7 +13,9 @@ import click
 from ckptmap.cli._output import console, err_console, reported_errors
 from ckptmap.cli._plan_view import print_explain, print_problems, summary_line, written_line
 from ckptmap.cli.options import (
+    AliasOptions,
     CheckOptions,
+    PlanOptions,
     RemapOptions,
     click_options,
     config_option,
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from ckptmap.migration.write import Progress
 
 
-def _plan_inputs(opts: CheckOptions) -> PlanInputs:
+def _plan_inputs(opts: PlanOptions) -> PlanInputs:
     """The library's planning inputs, from the command's options (same names)."""
     import dataclasses
 
@@ -179,7 +181,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
 
 
 @click.command("alias")
-@click_options(CheckOptions, skip=("json", "quiet", "explain", "junit"))
+@click_options(AliasOptions)
 @config_option()
 @click.pass_context
 def alias_command(ctx: click.Context, /, **_: object) -> None:
@@ -198,7 +200,7 @@ def alias_command(ctx: click.Context, /, **_: object) -> None:
     from ckptmap.migration import plan_from
 
     with reported_errors():
-        opts = resolve_click(ctx, CheckOptions, "check").options
+        opts = resolve_click(ctx, AliasOptions).options
         plan = plan_from(_plan_inputs(opts))
         alias = plan.alias.to_json()
         doc = {

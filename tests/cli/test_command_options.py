@@ -139,14 +139,7 @@ def test_config_show_lists_every_option_of_the_command(name: str) -> None:
         ("inspect", [OLD]),
         ("check", ["--old", OLD, "--new-graph", NEW_GRAPH]),
         ("remap", ["--old", OLD, "--new-graph", NEW_GRAPH, "--dry-run", "--out", "x/"]),
-        pytest.param(
-            "alias",
-            ["--old", OLD, "--new-graph", NEW_GRAPH],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="cli/remap_cmd.alias_command still resolves CheckOptions from [check]",
-            ),
-        ),
+        ("alias", ["--old", OLD, "--new-graph", NEW_GRAPH]),
     ],
 )
 def test_config_show_says_what_the_command_runs_with(

@@ -102,15 +102,7 @@ CASES = [
 ]
 IDS = [case.name for case in CASES]
 
-# remap prints its failure table on stderr with err_console.print (cli/_plan_view.py), not
-# through print_table, so on a terminal rich still cuts its cells with "…".
-NEEDS_PLAN_VIEW = pytest.mark.xfail(
-    strict=True, reason="cli/_plan_view.print_problems: print the stderr table with print_table"
-)
-ON_A_TERMINAL = [
-    pytest.param(case, id=case.name, marks=NEEDS_PLAN_VIEW if case.name == "remap-fail" else ())
-    for case in CASES
-]
+ON_A_TERMINAL = [pytest.param(case, id=case.name) for case in CASES]
 
 
 def _args(case: Case, tmp_path: Path) -> list[str]:

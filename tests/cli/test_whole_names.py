@@ -53,9 +53,6 @@ def test_check_at_80_columns_shows_adam_and_adam_1_whole(tmp_path: Path) -> None
     assert "…" not in run.text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cli/_plan_view.print_problems: print the stderr table with print_table"
-)
 def test_remap_failure_table_on_a_terminal_keeps_keys_whole(tmp_path: Path) -> None:
     args = ["remap", "--old", OLD, "--new-graph", NEW_GRAPH, "--out", f"{tmp_path}/new/"]
     run = run_pty(args, columns=80, cwd=tmp_path)
