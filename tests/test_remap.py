@@ -104,7 +104,7 @@ def test_plan_without_the_rule_lists_the_renamed_scope_with_a_fix() -> None:
 
 
 def test_check_passes_with_the_rule_and_writes_junit(tmp_path: Path) -> None:
-    junit = tmp_path / "check.xml"
+    junit = tmp_path / "reports" / "ci" / "check.xml"  # folders that do not exist yet
     result = run(
         "check", "--old", FIXTURES / "ffm_v1", "--new-graph", FIXTURES / "ffm_v2" / "graph.pbtxt",
         "--rule", RULE, "--junit", junit,

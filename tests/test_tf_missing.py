@@ -60,7 +60,8 @@ def test_import_ckptmap_tf_without_tensorflow_says_what_to_install() -> None:
     assert json.loads(done.stdout) == [
         "ModuleNotFoundError",
         "tensorflow",
-        "ckptmap.tf needs TensorFlow: pip install ckptmap[tf]",
+        "ckptmap.tf needs TensorFlow: pip install 'ckptmap[tf]' "
+        "(from a checkout: pip install '.[tf]')",
         True,
         True,
     ]
@@ -70,6 +71,7 @@ def test_the_error_is_one_line_when_uncaught() -> None:
     done = _run("import ckptmap.tf\n")
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
-        "ModuleNotFoundError: ckptmap.tf needs TensorFlow: pip install ckptmap[tf]"
+        "ModuleNotFoundError: ckptmap.tf needs TensorFlow: pip install 'ckptmap[tf]' "
+        "(from a checkout: pip install '.[tf]')"
     )
     assert "During handling of the above exception" not in done.stderr

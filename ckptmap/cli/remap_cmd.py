@@ -49,6 +49,7 @@ def _verdict_line(plan: RemapPlan) -> str:
 
 def _write_junit(path: Path, xml: str) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # reports/ need not exist yet
         path.write_text(xml, encoding="utf-8")
     except OSError as err:
         raise OutputError(f"{path}: cannot write the JUnit report ({err.strerror or err})") from err

@@ -39,7 +39,9 @@ except ModuleNotFoundError as _err:
     if _err.name != "tensorflow":  # TensorFlow is there; something else is missing
         raise
     raise ModuleNotFoundError(
-        "ckptmap.tf needs TensorFlow: pip install ckptmap[tf]", name="tensorflow"
+        "ckptmap.tf needs TensorFlow: pip install 'ckptmap[tf]' "
+        "(from a checkout: pip install '.[tf]')",
+        name="tensorflow",
     ) from None
 
 __all__ = [
