@@ -18,15 +18,23 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ckptmap.errors import CorruptCheckpointError, MissingInputError, UsageError
+from ckptmap.errors import (
+    CorruptCheckpointError,
+    InputError,
+    MissingInputError,
+    UnsupportedInputError,
+    UsageError,
+)
 from ckptmap.formats.state_file import (
     MAX_STATE_FILE_BYTES,
     STATE_FILE_NAME,
     StateFileError,
     decode_state,
 )
+from ckptmap.formats.table import FOOTER_SIZE, TABLE_MAGIC
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.storage import LocalLocation, Location, location_text, open_parent
+from ckptmap.storage.input_files import open_input
 
 __all__ = [
     "INDEX_SUFFIX",
@@ -177,8 +185,32 @@ def _not_a_checkpoint(
             text, f"no checkpoint for step {step} at {folder.where(prefix)} {_EXPECTED}"
         )
     if isinstance(folder, LocalLocation) and folder.path(name).exists():
+        _refuse_v1(folder, name)
         return MissingInputError(text, f"not a checkpoint {_EXPECTED}")
     return MissingInputError(text, f"no such file, folder or checkpoint prefix {_EXPECTED}")
+
+
+def _refuse_v1(folder: Location, prefix: str) -> None:
+    """Raise if ``prefix`` is itself one table file: a V1 checkpoint (a single
+    ``model.ckpt-N``, no ``.index``), which TensorFlow still writes on request."""
+    if not isinstance(folder, LocalLocation):
+        return
+    path = folder.path(prefix)
+    try:
+        with os.fdopen(open_input(path, folder.root), "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size < FOOTER_SIZE:
+                return
+            file.seek(size - 8)
+            magic = int.from_bytes(file.read(8), "little")
+    except (InputError, OSError):
+        return
+    if magic == TABLE_MAGIC:
+        raise UnsupportedInputError(
+            f"{path}: is a TensorFlow V1 checkpoint (one file, no .index), which ckptmap "
+            "does not read yet; re-save it as V2 with TensorFlow (restore it with "
+            "tf.compat.v1.train.Saver() and save again: V2 is the default)"
+        )
 
 
 def _read_if_present(location: Location, name: str) -> bytes | None:
@@ -211,6 +243,7 @@ def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
             )
         prefix = candidates[0]
     if folder.is_local and not folder.exists(prefix + INDEX_SUFFIX):
+        _refuse_v1(folder, prefix)
         raise MissingInputError(
             folder.where(prefix + INDEX_SUFFIX),
             f"listed in {state_where} but missing (copy the checkpoint's files "
