@@ -119,6 +119,8 @@ class InspectReport:
         io: the bytes and requests that went to a remote store (zero for local files).
         format: ``"tf"`` for a TensorFlow checkpoint, ``"zarr3"`` for a store
             written by ``ckptmap convert``.
+        notes: how the checkpoint was found, worth telling the user (a moved
+            folder's state file resolved to the checkpoint here).
     """
 
     prefix: Path
@@ -134,6 +136,7 @@ class InspectReport:
     url: str = ""
     io: IoCounter = field(default_factory=IoCounter, compare=False)
     format: str = "tf"
+    notes: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -266,6 +269,7 @@ def inspect_checkpoint(
             url=source.url,
             io=io,
             format=source.format,
+            notes=tuple(getattr(source, "notes", ())),
         )
 
 

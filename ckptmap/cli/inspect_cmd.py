@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ckptmap.cli._output import console, reported_errors
+from ckptmap.cli._output import console, err_console, reported_errors
 from ckptmap.cli._render import display_key, human_bytes, shape_text
 from ckptmap.cli.options import InspectOptions, click_options, config_option, resolve_click
 from ckptmap.errors import UsageError
@@ -59,6 +59,8 @@ def inspect_command(ctx: click.Context, /, path: str, **_: object) -> None:
             filter=opts.filter,
             tensor=opts.tensor,
         )
+        for note in report.notes:
+            err_console.print(f"note: {note}")
         if opts.json:
             click.echo(json.dumps(report.to_json()))
         elif opts.tensor is not None:

@@ -82,6 +82,9 @@ def check_command(ctx: click.Context, /, **_: object) -> None:
         opts = resolve_click(ctx, CheckOptions).options
         with measure_io() as io:
             report = CheckReport(plan_from(_plan_inputs(opts)))
+        if not opts.quiet:
+            for note in report.plan.notes:
+                err_console.print(f"note: {note}")
         if opts.junit is not None:
             _write_junit(opts.junit, report.to_junit())
         if opts.json:

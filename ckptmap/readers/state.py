@@ -61,11 +61,14 @@ class CheckpointRef:
         location: the folder holding the checkpoint's files.
         prefix: the checkpoint prefix's name inside that folder (``model.ckpt-100``).
         index: the ``.index`` file's bytes when finding already read them, else ``None``.
+        notes: what the user should know about how it was found (a state file
+            naming a path outside a moved folder, resolved to the file here).
     """
 
     location: Location
     prefix: str
     index: bytes | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -230,6 +233,7 @@ def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
     if message is None:
         return _without_state(folder, step)
     latest = _name_in_folder(state_where, folder, message.model_checkpoint_path)
+    notes: tuple[str, ...] = ()
     if step is None:
         prefix = latest
     else:
@@ -242,6 +246,16 @@ def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
                 f"no checkpoint for step {step} (steps kept: {', '.join(steps) or 'none'})",
             )
         prefix = candidates[0]
+    stored = next(
+        (
+            p
+            for p in (message.model_checkpoint_path, *message.all_model_checkpoint_paths)
+            if Path(p).name == Path(prefix).name
+        ),
+        prefix,
+    )
+    if isinstance(folder, LocalLocation) and _outside(folder, stored):
+        notes = (f"checkpoint state file names {stored}; using ./{prefix} in this folder",)
     if folder.is_local and not folder.exists(prefix + INDEX_SUFFIX):
         _refuse_v1(folder, prefix)
         raise MissingInputError(
@@ -249,7 +263,7 @@ def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
             f"listed in {state_where} but missing (copy the checkpoint's files "
             "or edit the state file)",
         )
-    return CheckpointRef(folder, prefix)
+    return CheckpointRef(folder, prefix, notes=notes)
 
 
 def _read_state(folder: Location, name: str) -> ckptmap_tf_pb2.CheckpointState | None:
@@ -305,10 +319,13 @@ def _name_in_folder(state_where: str, folder: Location, stored: str) -> str:
         candidate = Path(stored)
         if not candidate.is_absolute():
             candidate = folder.root / candidate
-        real_folder = Path(os.path.realpath(folder.root))
-        real = Path(os.path.realpath(candidate))
-        if real.parent == real_folder or real_folder in real.parents:
+        if not _outside(folder, stored):
             return os.path.relpath(candidate, folder.root)
+        # a moved or copied folder (TensorFlow writes absolute paths): the checkpoint
+        # of that name here, never the file out there (which is not even looked at)
+        here = Path(stored.replace("\\", "/")).name
+        if Path(stored).is_absolute() and here and folder.exists(here + INDEX_SUFFIX):
+            return here
         raise CorruptCheckpointError(
             state_where,
             f"checkpoint path {stored!r} points outside {folder.root} (the folder was probably "
@@ -324,6 +341,16 @@ def _name_in_folder(state_where: str, folder: Location, stored: str) -> str:
             f"{parts[-1] or stored!r}, or pass the checkpoint prefix URL directly)",
         )
     return "/".join(p for p in parts if p not in ("", "."))
+
+
+def _outside(folder: LocalLocation, stored: str) -> bool:
+    """Whether a state file's path leaves ``folder`` (decided on paths, nothing opened)."""
+    candidate = Path(stored)
+    if not candidate.is_absolute():
+        candidate = folder.root / candidate
+    real_folder = Path(os.path.realpath(folder.root))
+    real = Path(os.path.realpath(candidate))
+    return not (real.parent == real_folder or real_folder in real.parents)
 
 
 def _without_state(folder: Location, step: int | None) -> CheckpointRef:

@@ -83,7 +83,9 @@ def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) ->
             data = ref.location.read_all(index_name)
         except MissingInputError:
             raise MissingInputError(where, "checkpoint index file not found") from None
-    return Checkpoint(ref.location, ref.prefix, decode_index(data, Path(where), where))
+    ckpt = Checkpoint(ref.location, ref.prefix, decode_index(data, Path(where), where))
+    ckpt.notes = ref.notes
+    return ckpt
 
 
 class Checkpoint:
@@ -104,9 +106,11 @@ class Checkpoint:
         num_shards: the number of data files.
         byte_order: ``"<"`` or ``">"``, the byte order of numeric data (§5.4).
         assets: the non-tensor files that travel with the checkpoint.
+        notes: how it was found, worth telling the user (see ``CheckpointRef.notes``).
     """
 
     format = "tf"
+    notes: tuple[str, ...] = ()
 
     def __init__(self, location: Location, name: str, table: Table) -> None:
         self.location = location
