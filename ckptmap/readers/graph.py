@@ -33,6 +33,7 @@ from ckptmap.readers._pbtxt import GraphText, check_escapes
 from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, read_json_spec
 from ckptmap.spec import ModelSpec
 from ckptmap.storage import Location, is_url, location_text, open_parent
+from ckptmap.storage.input_files import open_input
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -204,7 +205,7 @@ def _looks_like_text(path: Path) -> bool:
     Binary protobuf has them early: field tags such as ``12`` (field 2, bytes).
     """
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(open_input(path, None), "rb") as handle:  # no FIFO or device
             head = handle.read(4096)
     except OSError as err:
         raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
@@ -220,7 +221,8 @@ def _is_text(head: bytes) -> bool:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        with os.fdopen(open_input(path, None), "rb") as handle:  # no FIFO or device
+            return handle.read()
     except FileNotFoundError:
         raise MissingInputError(path, "no such file") from None
     except OSError as err:

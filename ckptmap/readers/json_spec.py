@@ -33,6 +33,7 @@ from ckptmap.errors import CkptmapError, GraphError, MissingInputError, Unsuppor
 from ckptmap.readers._limits import check_shape
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
 from ckptmap.split import PartitionError, SliceSpec, SliceSpecError, check_tiling
+from ckptmap.storage.input_files import open_input
 
 SPEC_VERSION = 1
 GLOBAL_STEP = "global_step"
@@ -72,7 +73,7 @@ def read_json_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """
     path = Path(path)
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(open_input(path, None), "rb") as handle:  # no FIFO or device
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_BYTES:
                 raise _too_big(str(path), size)

@@ -44,12 +44,14 @@ def _inside(target: Path, folder: Path) -> bool:
     return target == folder or folder in target.parents
 
 
-def resolved_input(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:
+def resolved_input(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> Path:
     """The regular file ``path`` names, after checking it may be read as part of ``folder``.
 
     Args:
         path: a file of the checkpoint.
-        folder: the model folder; a symbolic link must resolve inside it.
+        folder: the model folder; a symbolic link must resolve inside it. ``None``
+            for a file the user named (a graph, a spec): links are followed
+            anywhere, but only to a regular file.
 
     Returns:
         ``path`` itself, or for a link the file it resolves to (inside ``folder``).
@@ -66,7 +68,7 @@ def resolved_input(path: str | os.PathLike[str], folder: str | os.PathLike[str])
         raise MissingInputError(path, "no such file") from None
     if stat.S_ISLNK(st.st_mode):
         target = Path(os.path.realpath(path))
-        home = Path(os.path.realpath(folder))
+        home = Path(os.path.realpath(folder if folder is not None else target.parent))
         if not _inside(target, home):
             raise UnsupportedInputError(
                 f"{path}: is a symbolic link to {target}, outside the model folder {home}; "
@@ -86,7 +88,7 @@ def resolved_input(path: str | os.PathLike[str], folder: str | os.PathLike[str])
     return path
 
 
-def check_input_file(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> None:
+def check_input_file(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> None:
     """Raise unless ``path`` may be read as part of the model folder ``folder``.
 
     Raises:
@@ -95,7 +97,7 @@ def check_input_file(path: str | os.PathLike[str], folder: str | os.PathLike[str
     resolved_input(path, folder)
 
 
-def open_input(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> int:
+def open_input(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> int:
     """Open a checkpoint file for reading after :func:`resolved_input`'s checks.
 
     Returns:

@@ -279,3 +279,48 @@ def test_special_files_are_refused_without_a_hang(
             assert f"{path}: {SPECIAL[kind]}" in lines[0], (name, lines[0])
         assert took < 15, (name, took)
         assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero-link"])
+def test_a_special_file_as_the_new_graph_is_refused_without_a_hang(
+    layout: tuple[Path, Path], tmp_path: Path, kind: str
+) -> None:
+    """A graph or spec the user names may be a link anywhere, but only to a regular file."""
+    folder, _ = layout
+    graph = tmp_path / "graph.pbtxt"
+    if kind == "fifo":
+        os.mkfifo(graph)
+        detail = "a FIFO (named pipe); ckptmap reads only regular files"
+    else:
+        graph.symlink_to("/dev/zero")
+        detail = "links to a character device; ckptmap reads only regular files"
+    for new in (graph, tmp_path / "spec.json"):
+        if new != graph:
+            new.symlink_to(graph)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ckptmap",
+                "check",
+                "--old",
+                str(folder),
+                "--new-graph",
+                str(new),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        assert run.returncode == 3, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert detail in run.stderr
+
+
+def test_a_graph_linked_from_elsewhere_is_read(layout: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, _ = layout
+    graph = tmp_path / "graph.pbtxt"
+    graph.symlink_to(FIXTURES / "ffm_v1" / "graph.pbtxt")  # the user named it: followed
+    code, stdout, stderr = _invoke(["check", "--old", str(folder), "--new-graph", str(graph)])
+    assert code == 0, (stdout, stderr)
