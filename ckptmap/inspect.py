@@ -269,7 +269,7 @@ def inspect_checkpoint(
             url=source.url,
             io=io,
             format=source.format,
-            notes=tuple(getattr(source, "notes", ())),
+            notes=source.notes,
         )
 
 

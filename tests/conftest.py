@@ -6,9 +6,12 @@ unless ``CKPTMAP_REQUIRE_TF=1`` (set by CI), which turns the skip into a failure
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
+import io
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,29 @@ def fixture_copy(tmp_path: Path):  # type: ignore[no-untyped-def]
         return dst
 
     return copy
+
+
+@pytest.fixture
+def opened_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The resolved path of every file this process opens from now on (os.open, open,
+    io.open): the proof that a command read nothing outside a folder (tests run as
+    root, so file modes prove nothing)."""
+    opened: list[str] = []
+    real_os_open = os.open
+
+    def os_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(os.path.realpath(os.fspath(path)))
+        return real_os_open(path, *args, **kwargs)
+
+    def recording(real: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if isinstance(file, (str, bytes, os.PathLike)):
+                opened.append(os.path.realpath(os.fsdecode(file)))
+            return real(file, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", recording(builtins.open))
+    monkeypatch.setattr(io, "open", recording(io.open))
+    return opened

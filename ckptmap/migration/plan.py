@@ -191,7 +191,7 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
         verdict=decide(alias, allow_missing=inputs.allow_missing),
         unused_old=tuple(k for k in old_specs if k not in used),
         old_assets=tuple(a.path for a in assets),
-        notes=(*getattr(source, "notes", ()), *_hash_filter_notes(assets, spec)),
+        notes=(*source.notes, *_hash_filter_notes(assets, spec)),
         old_name=source.name,
         copies_bytes=copies,
     )

@@ -89,6 +89,7 @@ class ArraySource:
         self.where = where
         self.name = name
         self.assets: list[Asset] = []
+        self.notes: tuple[str, ...] = ()
         ordered = sorted(arrays, key=lambda a: a.key.encode("utf-8", "surrogateescape"))
         self._arrays = {a.key: a for a in ordered}
         self._load = load

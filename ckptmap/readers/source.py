@@ -73,6 +73,8 @@ class Source(Protocol):
             name of the checkpoint it was converted from (``""`` if unknown).
         byte_order: ``"<"`` or ``">"``, the byte order of the stored numbers.
         assets: the non-tensor files that travel with the checkpoint.
+        notes: how the checkpoint was found, worth telling the user (a moved
+            folder's state file resolved to the checkpoint here); usually empty.
     """
 
     @property
@@ -92,6 +94,9 @@ class Source(Protocol):
 
     @property
     def assets(self) -> Sequence[Asset]: ...
+
+    @property
+    def notes(self) -> tuple[str, ...]: ...
 
     def keys(self) -> list[str]:
         """The tensors' keys, sorted as unsigned bytes (as TensorFlow sorts them)."""

@@ -83,9 +83,8 @@ def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) ->
             data = ref.location.read_all(index_name)
         except MissingInputError:
             raise MissingInputError(where, "checkpoint index file not found") from None
-    ckpt = Checkpoint(ref.location, ref.prefix, decode_index(data, Path(where), where))
-    ckpt.notes = ref.notes
-    return ckpt
+    table = decode_index(data, Path(where), where)
+    return Checkpoint(ref.location, ref.prefix, table, notes=ref.notes)
 
 
 class Checkpoint:
@@ -110,10 +109,12 @@ class Checkpoint:
     """
 
     format = "tf"
-    notes: tuple[str, ...] = ()
 
-    def __init__(self, location: Location, name: str, table: Table) -> None:
+    def __init__(
+        self, location: Location, name: str, table: Table, *, notes: tuple[str, ...] = ()
+    ) -> None:
         self.location = location
+        self.notes = notes
         self.name = name
         self.url = location.where(name)
         self.prefix = Path(self.url)

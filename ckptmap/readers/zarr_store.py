@@ -266,6 +266,7 @@ class ZarrCheckpoint:
     """
 
     format = "zarr3"
+    notes: tuple[str, ...] = ()
     byte_order = "<"
 
     def __init__(self, location: StoreLocation, arrays: dict[str, ZarrArrayInfo]) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ckptmap.errors import MissingInputError, UnsupportedInputError
 
-__all__ = ["check_input_file", "open_input", "resolved_input"]
+__all__ = ["open_input", "resolved_input"]
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -86,15 +86,6 @@ def resolved_input(path: str | os.PathLike[str], folder: str | os.PathLike[str] 
     if not stat.S_ISREG(st.st_mode):
         raise UnsupportedInputError(f"{path}: is {_kind(st.st_mode)}; {_FIX}")
     return path
-
-
-def check_input_file(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> None:
-    """Raise unless ``path`` may be read as part of the model folder ``folder``.
-
-    Raises:
-        MissingInputError, UnsupportedInputError: as :func:`resolved_input`.
-    """
-    resolved_input(path, folder)
 
 
 def open_input(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> int:

@@ -7,8 +7,6 @@ path the library opens is recorded). Without a local match it still refuses.
 
 from __future__ import annotations
 
-import builtins
-import io
 import os
 import shutil
 from pathlib import Path
@@ -39,26 +37,6 @@ def copied(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real_os_open, real_open = os.open, builtins.open
-
-    def os_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(os.path.realpath(os.fspath(path)))
-        return real_os_open(path, *args, **kwargs)
-
-    def open_(file, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if isinstance(file, (str, bytes, os.PathLike)):
-            seen.append(os.path.realpath(os.fsdecode(file)))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", os_open)
-    monkeypatch.setattr(builtins, "open", open_)
-    monkeypatch.setattr(io, "open", open_)
-    return seen
-
-
 def _run(*args: str | Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
@@ -75,7 +53,7 @@ def _commands(folder: Path, out: Path) -> dict[str, list[str | Path]]:
 
 @pytest.mark.parametrize("command", ["inspect", "check", "remap"])
 def test_the_copy_is_used_with_a_note(
-    copied: Path, tmp_path: Path, opened: list[str], command: str
+    copied: Path, tmp_path: Path, opened_paths: list[str], command: str
 ) -> None:
     code, stdout, stderr = _run(*_commands(copied, tmp_path / "out")[command])
     assert code == 0, (stdout, stderr)
@@ -85,12 +63,12 @@ def test_the_copy_is_used_with_a_note(
     )
     assert note in stderr.splitlines()
     original = str(ORIGINAL.resolve())
-    assert [p for p in opened if p.startswith(original + os.sep)] == []
+    assert [p for p in opened_paths if p.startswith(original + os.sep)] == []
     if command == "inspect":
         assert stdout.startswith(f"Checkpoint {copied / 'model.ckpt-100'} ")
 
 
-def test_a_kept_step_is_found_in_the_copy_too(copied: Path, opened: list[str]) -> None:
+def test_a_kept_step_is_found_in_the_copy_too(copied: Path, opened_paths: list[str]) -> None:
     code, stdout, stderr = _run("inspect", copied, "--step", "50")
     assert code == 0, stderr
     assert stdout.startswith(f"Checkpoint {copied / 'model.ckpt-50'} ")
@@ -104,7 +82,7 @@ def test_a_kept_step_is_found_in_the_copy_too(copied: Path, opened: list[str]) -
 )
 @pytest.mark.parametrize("command", ["inspect", "check", "remap"])
 def test_without_a_local_match_it_still_refuses(
-    copied: Path, tmp_path: Path, opened: list[str], stored: str, command: str
+    copied: Path, tmp_path: Path, opened_paths: list[str], stored: str, command: str
 ) -> None:
     (copied / "checkpoint").write_text(f'model_checkpoint_path: "{stored}"\n')
     out = tmp_path / "out"
@@ -115,5 +93,5 @@ def test_without_a_local_match_it_still_refuses(
     )
     assert len(stderr.splitlines()) == 1
     assert not out.exists()
-    outside = [p for p in opened if not p.startswith(str(tmp_path)) and "ffm_v1_ps2" in p]
+    outside = [p for p in opened_paths if not p.startswith(str(tmp_path)) and "ffm_v1_ps2" in p]
     assert outside == []

@@ -9,15 +9,12 @@ nothing): no recorded path may lie outside the folder.
 
 from __future__ import annotations
 
-import builtins
-import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,30 +54,6 @@ def _replace_with_link(path: Path, target: str | Path) -> None:
 def _replace_with_fifo(path: Path) -> None:
     path.unlink()
     os.mkfifo(path)
-
-
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every path opened in this process through os.open / open / io.open."""
-    opened: list[str] = []
-    real_os_open, real_open, real_io_open = os.open, builtins.open, io.open
-
-    def os_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        opened.append(os.path.realpath(os.fspath(path)))
-        return real_os_open(path, *args, **kwargs)
-
-    def record_open(real: Callable[..., object]) -> Callable[..., object]:
-        def wrapper(file, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if isinstance(file, (str, bytes, os.PathLike)):
-                opened.append(os.path.realpath(os.fsdecode(file)))
-            return real(file, *args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(os, "open", os_open)
-    monkeypatch.setattr(builtins, "open", record_open(real_open))
-    monkeypatch.setattr(io, "open", record_open(real_io_open))
-    return opened
 
 
 def _outside(opened: list[str], folder: Path, *allowed: Path) -> list[str]:
@@ -126,12 +99,12 @@ REFUSING = ["inspect", "verify", "remap", "remap-link", "remap-memory", "convert
 
 @pytest.mark.parametrize("command", REFUSING)
 def test_an_asset_linked_out_of_the_folder_is_refused(
-    layout: tuple[Path, Path], tmp_path: Path, recorder: list[str], command: str
+    layout: tuple[Path, Path], tmp_path: Path, opened_paths: list[str], command: str
 ) -> None:
     folder, secret = layout
     _replace_with_link(_asset(folder), "../../secret.txt")
     out = tmp_path / "out"
-    recorder.clear()  # the test's own copies above are not the library's reads
+    opened_paths.clear()  # the test's own copies above are not the library's reads
     code, stdout, stderr = _invoke(_commands(folder, out)[command])
     assert code == 3, (stdout, stderr)
     assert stderr == (
@@ -139,19 +112,19 @@ def test_an_asset_linked_out_of_the_folder_is_refused(
         f"{folder}; ckptmap follows links only inside it (copy the file into the folder)\n"
     )
     assert not out.exists()
-    assert str(secret) not in recorder
-    assert _outside(recorder, folder, tmp_path / "out") == []
+    assert str(secret) not in opened_paths
+    assert _outside(opened_paths, folder, tmp_path / "out") == []
 
 
-def test_check_reads_no_asset(layout: tuple[Path, Path], recorder: list[str]) -> None:
+def test_check_reads_no_asset(layout: tuple[Path, Path], opened_paths: list[str]) -> None:
     """check reads the index and state file only: the hostile asset is never touched."""
     folder, secret = layout
     _replace_with_link(_asset(folder), "../../secret.txt")
-    recorder.clear()
+    opened_paths.clear()
     code, _, _ = _invoke(_commands(folder, folder / "unused")["check"])
     assert code in (0, 1, 3)
-    assert str(secret) not in recorder
-    assert _outside(recorder, folder, FIXTURES / "ffm_v1" / "graph.pbtxt") == []
+    assert str(secret) not in opened_paths
+    assert _outside(opened_paths, folder, FIXTURES / "ffm_v1" / "graph.pbtxt") == []
 
 
 def test_an_asset_linked_inside_the_folder_is_copied_as_a_file(
@@ -185,20 +158,20 @@ def test_link_mode_never_links_a_link(layout: tuple[Path, Path], tmp_path: Path)
 
 @pytest.mark.parametrize("command", ["verify", "remap", "convert"])
 def test_a_data_shard_linked_out_of_the_folder_is_refused(
-    layout: tuple[Path, Path], tmp_path: Path, recorder: list[str], command: str
+    layout: tuple[Path, Path], tmp_path: Path, opened_paths: list[str], command: str
 ) -> None:
     folder, _ = layout
     elsewhere = tmp_path / "elsewhere.data"
     shutil.copyfile(_shard(folder), elsewhere)
     _replace_with_link(_shard(folder), elsewhere)
     out = tmp_path / "out"
-    recorder.clear()  # the test's own copies above are not the library's reads
+    opened_paths.clear()  # the test's own copies above are not the library's reads
     code, stdout, stderr = _invoke(_commands(folder, out)[command])
     assert code == 3, (stdout, stderr)
     assert f"{_shard(folder)}: is a symbolic link to {elsewhere}, outside the model folder" in (
         stderr
     )
-    assert str(elsewhere) not in recorder
+    assert str(elsewhere) not in opened_paths
     assert not out.exists()
 
 
