@@ -139,6 +139,10 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
     local temporary folder and uploaded index last (docs/remote.md). With
     --json, "io" counts the bytes and requests that went to remote stores.
 
+    Progress goes to stderr: on a terminal a live bar (bytes done/total, rate,
+    time left); in a pipe or CI log a plain line every 5 seconds while the
+    write runs; none with --quiet or --json (docs/terminal.md).
+
     \b
     Examples:
       ckptmap remap --old model_dir/ --new-graph new/graph.pbtxt --out new_dir/

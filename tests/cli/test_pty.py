@@ -231,3 +231,13 @@ def test_quiet_and_json_print_no_progress(big_model: tuple[Path, Path], tmp_path
     assert as_json.code == 0
     assert ESC not in as_json.raw  # no live display either
     assert json.loads(as_json.text)["summary"]["tensors"] == _TENSORS + 1
+
+
+def test_remap_help_says_where_progress_goes() -> None:
+    """The plain-line-every-5-s choice is stated in remap --help, as in docs/terminal.md."""
+    run = run_piped(["remap", "--help"])
+    assert run.code == 0
+    text = " ".join(run.stdout.split())
+    assert "Progress goes to stderr" in text
+    assert "a plain line every 5 seconds" in text
+    assert "none with --quiet or --json" in text
