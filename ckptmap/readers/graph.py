@@ -34,6 +34,7 @@ from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, rea
 from ckptmap.spec import ModelSpec
 from ckptmap.storage import Location, is_url, location_text, open_parent
 from ckptmap.storage.input_files import open_input
+from ckptmap.storage.urls import local_input
 
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
@@ -87,6 +88,7 @@ def read_model_spec(
         >>> [v.name for v in spec.variables_of("ffm/embeddings")]  # doctest: +SKIP
         ['ffm/embeddings/part_0', 'ffm/embeddings/part_1', 'ffm/embeddings/part_2']
     """
+    path = local_input(path)  # a file:// URL is a local file: opened with the local checks
     text = location_text(path)
     if is_url(text):
         return _read_url(text, saver, fast)
@@ -122,10 +124,11 @@ def read_model_spec(
 
 
 def _read_folder(path: Path, saver: str | None, fast: bool) -> ModelSpec:
+    # The files of a named folder are the folder's: links are followed only inside it.
     if (path / SAVED_MODEL_PB).is_file():
-        return _read_saved_model(path / SAVED_MODEL_PB, saver)
+        return _read_saved_model(path / SAVED_MODEL_PB, saver, folder=path)
     if (path / SAVED_MODEL_PBTXT).is_file():
-        return _read_text(path / SAVED_MODEL_PBTXT, saver, fast)
+        return _read_text(path / SAVED_MODEL_PBTXT, saver, fast, folder=path)
     has_checkpoint = (path / "checkpoint").is_file() or any(path.glob("*.index"))
     if has_checkpoint:
         return _read_checkpoint(path, saver)
@@ -219,9 +222,10 @@ def _is_text(head: bytes) -> bool:
     return bool(stripped) and (chr(stripped[0]).isalpha() or stripped[:1] == b"#")
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, folder: Path | None = None) -> bytes:
+    """The file's bytes; ``folder``: the named folder it was found in (links stay inside)."""
     try:
-        with os.fdopen(open_input(path, None), "rb") as handle:  # no FIFO or device
+        with os.fdopen(open_input(path, folder), "rb") as handle:  # no FIFO or device
             return handle.read()
     except FileNotFoundError:
         raise MissingInputError(path, "no such file") from None
@@ -244,8 +248,8 @@ def _read_checkpoint(path: Path | str, saver: str | None) -> ModelSpec:
 # ---------------------------------------------------------------------------
 
 
-def _read_text(path: Path, saver: str | None, fast: bool) -> ModelSpec:
-    return _text_spec(_read_bytes(path), str(path), saver, fast)
+def _read_text(path: Path, saver: str | None, fast: bool, folder: Path | None = None) -> ModelSpec:
+    return _text_spec(_read_bytes(path, folder), str(path), saver, fast)
 
 
 def _text_spec(raw: bytes, where: str, saver: str | None, fast: bool) -> ModelSpec:
@@ -299,8 +303,8 @@ def _parse_text_proto(text: str, message: _M, where: str) -> _M:
 # ---------------------------------------------------------------------------
 
 
-def _parse_binary(path: Path, message: _M, what: str) -> _M:
-    return _parse_bytes(_read_bytes(path), str(path), message, what)
+def _parse_binary(path: Path, message: _M, what: str, folder: Path | None = None) -> _M:
+    return _parse_bytes(_read_bytes(path, folder), str(path), message, what)
 
 
 def _parse_bytes(data: bytes, where: str, message: _M, what: str) -> _M:
@@ -340,8 +344,8 @@ def _from_meta(meta: ckptmap_tf_pb2.MetaGraphDef, where: str, saver: str | None)
     return build_model_spec(ProtoNodes(meta.graph_def, where), meta=facts, saver=saver)
 
 
-def _read_saved_model(path: Path, saver: str | None) -> ModelSpec:
-    saved = _parse_binary(path, ckptmap_tf_pb2.SavedModel(), "SavedModel")
+def _read_saved_model(path: Path, saver: str | None, folder: Path | None = None) -> ModelSpec:
+    saved = _parse_binary(path, ckptmap_tf_pb2.SavedModel(), "SavedModel", folder)
     return _from_saved_model(saved, str(path), saver)
 
 

@@ -36,6 +36,7 @@ from ckptmap.readers.assets import Asset, list_assets
 from ckptmap.readers.source import check_box
 from ckptmap.readers.state import INDEX_SUFFIX, find_checkpoint
 from ckptmap.split import box_of, intersect
+from ckptmap.storage.urls import local_input
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,7 +75,7 @@ def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) ->
         >>> ckpt.read("global_step")  # doctest: +SKIP
         array(50)
     """
-    ref = find_checkpoint(path, step=step)
+    ref = find_checkpoint(local_input(path), step=step)
     index_name = ref.prefix + INDEX_SUFFIX
     where = ref.location.where(index_name)
     data = ref.index

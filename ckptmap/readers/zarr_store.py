@@ -60,6 +60,7 @@ from ckptmap.readers.source import check_box
 from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec
 from ckptmap.storage import is_url
+from ckptmap.storage.input_files import check_tree, open_input
 
 if TYPE_CHECKING:
     import numpy as np
@@ -201,6 +202,8 @@ def open_store(path: str | os.PathLike[str]) -> ZarrCheckpoint:
         location = store_location(path)
     except UsageError as err:
         raise InputError(str(err)) from err
+    if location.local is not None and location.local.is_dir():
+        check_tree(location.local)  # tensorstore opens the files itself: look first
     if location.local is not None and (location.local / OCDBT_MANIFEST).is_file():
         location = location.with_ocdbt(True)
     raw = _read_key(location, ROOT_METADATA)
@@ -231,8 +234,9 @@ def _read_key(location: StoreLocation, key: str, context: Any = None) -> bytes |
     """The bytes of ``key`` in the store, ``None`` if missing."""
     if location.local is not None and not location.ocdbt:
         try:
-            return (location.local / key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            with os.fdopen(open_input(location.local / key, location.local), "rb") as file:
+                return file.read()
+        except (MissingInputError, FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as err:
             raise InputError(f"{location.local / key}: cannot read: {err.strerror}") from err

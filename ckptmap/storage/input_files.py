@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ckptmap.errors import MissingInputError, UnsupportedInputError
 
-__all__ = ["open_input", "resolved_input"]
+__all__ = ["check_tree", "open_input", "resolved_input"]
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -112,3 +112,33 @@ def open_input(path: str | os.PathLike[str], folder: str | os.PathLike[str] | No
         os.close(fd)
         raise UnsupportedInputError(f"{path}: is {_kind(mode)}; {_FIX}")
     return fd
+
+
+def check_tree(folder: str | os.PathLike[str]) -> None:
+    """Check every file under ``folder`` before a library that opens files itself reads it.
+
+    tensorstore opens a local zarr3 store's files on its own, so ckptmap cannot
+    open them through :func:`open_input`. Instead the whole store is looked at
+    with ``lstat`` first: folders and regular files pass, a link must resolve
+    inside ``folder`` (to a regular file or folder), anything else is refused.
+    The walk never follows a link, so a link loop cannot hang it.
+
+    Raises:
+        UnsupportedInputError: naming the first file that may not be read.
+    """
+    home = Path(os.path.realpath(folder))
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in sorted(dirs) + sorted(files):
+            path = Path(root) / name
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if stat.S_ISLNK(st.st_mode) and os.path.isdir(path):
+                target = Path(os.path.realpath(path))
+                if not _inside(target, home):
+                    raise UnsupportedInputError(
+                        f"{path}: is a symbolic link to {target}, outside the store {home}; "
+                        "ckptmap follows links only inside it (copy the files into the store)"
+                    )
+                continue
+            resolved_input(path, home)

@@ -20,6 +20,7 @@ __all__ = [
     "check_scheme",
     "is_url",
     "kvstore_spec",
+    "local_input",
     "location_text",
     "split_name",
 ]
@@ -45,6 +46,25 @@ def location_text(path: str | os.PathLike[str]) -> str:
     if not rest and scheme.lower() in SUPPORTED_SCHEMES:
         return f"{scheme}://"
     return text
+
+
+def local_input(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """An input named by a ``file://`` URL as the local path it names; anything else as it is.
+
+    Local inputs are opened by ckptmap itself, with the model folder's checks
+    (:mod:`ckptmap.storage.input_files`); through tensorstore's ``file`` driver
+    they would escape them.
+
+    Raises:
+        UsageError: for a ``file://`` URL naming a host.
+    """
+    text = location_text(path)
+    if not text.lower().startswith("file://"):
+        return path
+    parts = urlsplit(text)
+    if parts.netloc not in ("", "localhost"):
+        raise UsageError(f"{text}: file:// URLs name a local file (write file:///ABS/PATH)")
+    return unquote(parts.path) or "/"
 
 
 def is_url(path: str | os.PathLike[str]) -> bool:

@@ -231,7 +231,9 @@ def test_special_files_are_refused_without_a_hang(
     _special(kind, path)
     out = tmp_path / "out"
     commands = _commands(folder, out)
-    names = ["verify", "remap", "convert"] + (["inspect"] if where != "shard" else [])
+    names = ["verify", "remap", "remap-memory", "convert"]
+    names += ["inspect"] if where != "shard" else []
+    names += ["check"] if where == "index" else []
     for name in names:
         started = time.monotonic()
         run = subprocess.run(
@@ -252,6 +254,32 @@ def test_special_files_are_refused_without_a_hang(
             assert f"{path}: {SPECIAL[kind]}" in lines[0], (name, lines[0])
         assert took < 15, (name, took)
         assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", list(SPECIAL))
+@pytest.mark.parametrize("where", ["shard", "asset"])
+def test_check_never_opens_a_special_shard_or_asset(
+    layout: tuple[Path, Path], kind: str, where: str
+) -> None:
+    """check reads the index and state file only (a FIFO shard cannot even slow it
+    down); it lists assets with ``lstat``, so a special asset is refused, unopened."""
+    folder, _ = layout
+    _special(kind, _shard(folder) if where == "shard" else _asset(folder))
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "ckptmap", *_commands(folder, folder / "unused")["check"]],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    if where == "shard":
+        assert run.returncode == 0, run.stderr
+    else:
+        assert run.returncode == 3, run.stderr
+        assert f"{_asset(folder)}: {SPECIAL[kind]}" in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 15
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero-link"])
