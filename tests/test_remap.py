@@ -284,7 +284,8 @@ def test_remap_refuses_unresolved_keys_unless_allowed(tmp_path: Path) -> None:
     assert refused.stderr.splitlines()[-1] == (
         "error: 3 key(s) of the new model have no fitting source (ffm/global_bias/w, "
         "ffm/global_bias/w/Adam, ffm/global_bias/w/Adam_1); add --rule or --alias-map entries "
-        "(see `ckptmap check`), or pass --allow-missing"
+        "(see `ckptmap check`), fill them from a checkpoint of the new model with --fill-from, "
+        "or pass --allow-missing"
     )
     assert not out.exists()
     allowed = run(*args, "--allow-missing")

@@ -16,41 +16,67 @@ MAX_ROWS = 50  # rows of a problem table; the rest is counted (--json lists all)
 
 
 def print_explain(plan: RemapPlan) -> None:
-    """The per-key table: new key, source, slices, how its bytes are made, and why."""
+    """The per-key table: new key, source, slices, how its bytes are made, and why.
+
+    The "why" column is the reason sentence, the same text as ``check --json``'s
+    ``why`` (unresolved keys: their ``note``).
+    """
+    from ckptmap.migration import CheckReport
+    from ckptmap.storage import location_text
+
+    report = CheckReport(plan)
     table = Table(box=None, title="Where each key comes from", title_justify="left")
-    for col in ("new key", "source", "slices", "action", "reason"):
+    for col in ("new key", "source", "slices", "action", "why"):
         table.add_column(col)
-    for t in plan.tensors:
+    fill = location_text(plan.fill_from) if plan.fill_from is not None else ""
+    for t in (*plan.tensors, *plan.filled):
         slices = ", ".join(p.slice.format() for p in t.pieces if p.slice is not None)
         methods = sorted({p.method.value for p in t.pieces})
+        filled = t.key in plan.filled_keys
         table.add_row(
             display_key(t.key),
-            display_key(t.source),
+            f"{display_key(t.source)} of {fill}" if filled else display_key(t.source),
             slices,
-            f"{t.action} ({'+'.join(methods)})",
-            t.reason,
+            f"{'filled' if filled else t.action} ({'+'.join(methods)})",
+            report.why(t.key),
         )
+    for u in plan.unfilled:
+        table.add_row(display_key(u.new_key), "-", "", "no source", u.note)
     for d in plan.alias.dropped:
         table.add_row(display_key(d.new_key), "-", "", "dropped", d.why)
-    print_table(table)
+    print_table(table, keys=(0, 1))
 
 
 def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
     """Unresolved and mismatched keys, with candidates and a fix to try."""
     out = err_console if to_stderr else console
     alias = plan.alias
-    if alias.unresolved:
+    unfilled = plan.unfilled
+    if plan.filled and plan.fill_from is not None:
+        from ckptmap.storage import location_text
+
+        where = location_text(plan.fill_from)
+        table = Table(box=None, title=f"Keys filled from {where}", title_justify="left")
+        for col in ("new key", "dtype", "shape", "why it has no old source"):
+            table.add_column(col)
+        notes = {u.new_key: u.note for u in alias.unresolved}
+        for t in plan.filled[:MAX_ROWS]:
+            table.add_row(display_key(t.key), t.dtype.name, shape_text(t.shape), notes[t.key])
+        print_table(table, console=out)
+        if len(plan.filled) > MAX_ROWS:
+            out.print(f"... and {len(plan.filled) - MAX_ROWS:,} more; --json lists all")
+    if unfilled:
         table = Table(box=None, title="Keys with no source", title_justify="left")
         for col in ("new key", "dtype", "shape", "why", "candidates (same shape and dtype)"):
             table.add_column(col)
-        for u in alias.unresolved[:MAX_ROWS]:
+        for u in unfilled[:MAX_ROWS]:
             cands = ", ".join(f"{c.old_key} ({c.score:.2f})" for c in u.candidates[:3])
             table.add_row(
                 display_key(u.new_key), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
             )
         print_table(table, console=out)
-        if len(alias.unresolved) > MAX_ROWS:
-            out.print(f"... and {len(alias.unresolved) - MAX_ROWS:,} more; --json lists all")
+        if len(unfilled) > MAX_ROWS:
+            out.print(f"... and {len(unfilled) - MAX_ROWS:,} more; --json lists all")
     if alias.mismatched:
         table = Table(box=None, title="Keys whose source disagrees", title_justify="left")
         for col in ("new key", "old key", "problem"):
@@ -75,8 +101,10 @@ def summary_line(plan: RemapPlan) -> str:
         f"{s['merged']} merged",
         f"{s['repartitioned']} re-partitioned",
     ]
-    if plan.alias.unresolved:
-        parts.append(f"{len(plan.alias.unresolved)} unresolved")
+    if plan.filled:
+        parts.append(f"{len(plan.filled)} filled")
+    if plan.unfilled:
+        parts.append(f"{len(plan.unfilled)} unresolved")
     if plan.alias.mismatched:
         parts.append(f"{len(plan.alias.mismatched)} mismatched")
     if plan.alias.dropped:
@@ -90,9 +118,11 @@ def written_line(result_json: dict[str, Any]) -> str:
     s = result_json["summary"]
     out = result_json["output"]
     return (
-        f"wrote {out['prefix']}: {s['tensors']} tensors "
+        f"wrote {out['prefix']}: {s['tensors'] + s['filled']} tensors "
         f"({s['renamed']} renamed, {s['split']} split, {s['merged']} merged, "
         f"{s['repartitioned']} re-partitioned; {s['pieces_copied_as_bytes']} pieces copied as "
-        f"bytes, {s['pieces_assembled']} assembled), {human_bytes(out['bytes_written'])}, "
+        f"bytes, {s['pieces_assembled']} assembled"
+        + (f"; {s['filled']} filled from {result_json['fill_from']}" if s["filled"] else "")
+        + f"), {human_bytes(out['bytes_written'])}, "
         f"{s['old_keys_dropped']} old keys dropped"
     )

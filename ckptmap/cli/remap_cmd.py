@@ -38,13 +38,21 @@ def _plan_inputs(opts: PlanOptions) -> PlanInputs:
     return PlanInputs(**{name: getattr(opts, name) for name in names})
 
 
-def _verdict_line(plan: RemapPlan) -> str:
-    """``OK: …``, ``OK (partial): …`` or ``FAIL: …``, from the plan's one verdict."""
-    line = f"{plan.verdict.label}: {summary_line(plan)}"
-    if plan.verdict.value == "partial":
-        count = len(plan.alias.unresolved)
-        line += f"; {count} key(s) have no source and will not be in the output"
-    return line
+def _print_verdict(plan: RemapPlan, *, prefix: str = "") -> None:
+    """``OK: <counts>`` or ``FAIL: <counts>``; a partial plan says what it leaves out.
+
+    A ``partial`` verdict prints the counts, then exactly ``OK (partial): N keys
+    have no source and will not be in the output``, and a note on stderr on how
+    such a checkpoint is restored.
+    """
+    from ckptmap.migration.verdict import PARTIAL_RESTORE, Verdict, partial_sentence
+
+    if plan.verdict is Verdict.PARTIAL:
+        console.print(f"{prefix}{summary_line(plan)}")
+        console.print(f"{plan.verdict.label}: {partial_sentence(len(plan.unfilled))}")
+        err_console.print(f"note: {PARTIAL_RESTORE}")
+    else:
+        console.print(f"{prefix}{plan.verdict.label}: {summary_line(plan)}")
 
 
 def _write_junit(path: Path, xml: str) -> None:
@@ -93,7 +101,7 @@ def check_command(ctx: click.Context, /, **_: object) -> None:
             if opts.explain:
                 print_explain(report.plan)
             print_problems(report.plan)
-            console.print(_verdict_line(report.plan))
+            _print_verdict(report.plan)
     ctx.exit(report.verdict.exit_code)
 
 
@@ -152,7 +160,8 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
       ckptmap remap --old model_dir/ --new-graph new.pbtxt --out new_dir/ \\
           --clear-nn --continue-training
     """
-    from ckptmap.migration import CheckReport, execute, plan_from
+    from ckptmap.migration import CheckReport, Verdict, execute, plan_from
+    from ckptmap.migration.verdict import PARTIAL_RESTORE, partial_sentence
     from ckptmap.storage import measure_io
 
     with reported_errors(), measure_io() as io:
@@ -165,7 +174,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
                 click.echo(json.dumps({**plan.to_json(), "io": io.to_json()}, indent=2))
             elif not opts.quiet:
                 _render_plan(plan, opts)
-                console.print(f"dry run, nothing written: {_verdict_line(plan)}")
+                _print_verdict(plan, prefix="dry run, nothing written: ")
             ctx.exit(plan.verdict.exit_code)
         if not opts.quiet and not opts.json:
             _render_plan(plan, opts)
@@ -186,6 +195,9 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
             for note in data["notes"]:
                 err_console.print(f"note: {note}")
             console.print(written_line(data))
+            if plan.verdict is Verdict.PARTIAL:
+                console.print(f"{plan.verdict.label}: {partial_sentence(len(plan.unfilled))}")
+                err_console.print(f"note: {PARTIAL_RESTORE}")
 
 
 @click.command("alias")
@@ -206,6 +218,7 @@ def alias_command(ctx: click.Context, /, **_: object) -> None:
           --alias-map aliases.json --no-auto --out new_dir/
     """
     from ckptmap.migration import plan_from
+    from ckptmap.storage import location_text
 
     with reported_errors():
         opts = resolve_click(ctx, AliasOptions).options
@@ -216,7 +229,9 @@ def alias_command(ctx: click.Context, /, **_: object) -> None:
             "new": plan.new_source,
             "aliases": {k: m["old_key"] for k, m in alias["matches"].items()},
             "reasons": {k: m["reason"] for k, m in alias["matches"].items()},
-            "unresolved": alias["unresolved"],
+            "fill_from": location_text(plan.fill_from) if plan.fill_from else None,
+            "filled": [t.key for t in plan.filled],
+            "unresolved": [u for u in alias["unresolved"] if u["new_key"] not in plan.filled_keys],
             "mismatched": alias["mismatched"],
             "dropped": alias["dropped"],
             "unused_old": alias["unused_old"],

@@ -94,12 +94,33 @@ def refuse_unaccepted(plan: RemapPlan) -> None:
     hint = (
         "fix their sources (a shape or dtype differs; see `ckptmap check`)"
         if plan.alias.mismatched
-        else "add --rule or --alias-map entries (see `ckptmap check`), or pass --allow-missing"
+        else (
+            "add --rule or --alias-map entries (see `ckptmap check`), fill them from a"
+            " checkpoint of the new model with --fill-from, or pass --allow-missing"
+        )
     )
     raise UnresolvedError(
         f"{len(missing)} key(s) of the new model have no fitting source ({shown}); {hint}",
         report=plan,
     )
+
+
+def _write_filled(
+    writer: BundleWriter, plan: RemapPlan, verify: bool, progress: Progress | None
+) -> int:
+    """Write the keys filled from the checkpoint of the new model (checked as the old ones)."""
+    from ckptmap.readers.source import open_source
+
+    assert plan.fill_from is not None
+    written = 0
+    with open_source(location_text(plan.fill_from)) as template:
+        pieces = piece_bytes_for(template, verify=verify, linker=None)
+        try:
+            for tensor in plan.filled:
+                written += write_tensor(writer, pieces, tensor, progress)
+        finally:
+            pieces.close()
+    return written
 
 
 def execute(
@@ -124,7 +145,8 @@ def execute(
     Args:
         plan: from :func:`~ckptmap.migration.plan.plan_from` or ``plan_remap``;
             its verdict must be accepted (``ok``, or ``partial`` when planned
-            with ``allow_missing``: keys without a source are left out).
+            with ``allow_missing``: keys without a source are left out). Keys
+            planned with ``fill_from`` are read from that checkpoint.
         out: the output prefix, or a folder to become a model folder.
         force: replace an existing checkpoint at the output prefix.
         shards: number of data shards to write.
@@ -183,6 +205,8 @@ def execute(
                     bytes_written += write_tensor(w, pieces, tensor, progress)
             finally:
                 pieces.close()
+            if plan.filled:
+                bytes_written += _write_filled(w, plan, verify, progress)
             if model_dir:
                 output.record_latest()
             committed = w.commit()

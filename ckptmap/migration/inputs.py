@@ -52,6 +52,11 @@ class PlanInputs:
             left out of the output); a source of the wrong shape or dtype is never
             accepted. Part of the inputs so that the one verdict
             (:class:`~ckptmap.migration.verdict.Verdict`) is decided with the plan.
+        fill_from: a checkpoint of the new model (e.g. one saved right after
+            initialisation; any form ``old`` takes): each key with no source in
+            the old checkpoint takes its value from the same key there, which
+            must have the new key's dtype and shape, so the output is complete
+            and a plain Saver restores it. Keys it lacks stay without a source.
     """
 
     old: Any
@@ -65,6 +70,7 @@ class PlanInputs:
     saver: str | None = None
     candidate_cutoff: float = CANDIDATE_CUTOFF
     allow_missing: bool = False
+    fill_from: Any = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.candidate_cutoff <= 1.0:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.alias import AliasPlan, plan_aliases
-from ckptmap.errors import CorruptCheckpointError
+from ckptmap.alias import AliasPlan, Unresolved, plan_aliases
+from ckptmap.errors import CorruptCheckpointError, UsageError
 from ckptmap.migration.inputs import PlanInputs
 from ckptmap.migration.pieces import Method, TensorPlan, plan_tensor
 from ckptmap.migration.verdict import Verdict, decide
@@ -28,6 +28,9 @@ from ckptmap.storage import location_text
 if TYPE_CHECKING:
     from ckptmap.readers.assets import Asset
     from ckptmap.readers.source import Source
+
+FILLED = "filled"
+"""The reason of a key that takes its value from the ``fill_from`` checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class RemapPlan:
         copies_bytes: whether the old source stores raw tensor bytes that can be
             copied as they are (a TensorFlow checkpoint); otherwise every piece
             is read as an array.
+        filled: one plan per key with no old source that takes its value from
+            the same key of :attr:`fill_from` (reason ``filled``).
+        fill_from: the checkpoint of the new model keys are filled from, if any.
     """
 
     old_prefix: Path
@@ -60,6 +66,8 @@ class RemapPlan:
     notes: tuple[str, ...] = ()
     old_name: str = ""
     copies_bytes: bool = True
+    filled: tuple[TensorPlan, ...] = ()
+    fill_from: Path | None = None
 
     @property
     def output_name(self) -> str:
@@ -77,13 +85,21 @@ class RemapPlan:
         return self.verdict.accepted
 
     @property
+    def filled_keys(self) -> frozenset[str]:
+        """The keys filled from :attr:`fill_from`."""
+        return frozenset(t.key for t in self.filled)
+
+    @property
+    def unfilled(self) -> list[Unresolved]:
+        """The keys with no source at all (not filled either), in key order."""
+        filled = self.filled_keys
+        return [u for u in self.alias.unresolved if u.new_key not in filled]
+
+    @property
     def missing(self) -> tuple[str, ...]:
         """Keys the new model restores that have no fitting source, in key order."""
         return tuple(
-            sorted(
-                [u.new_key for u in self.alias.unresolved]
-                + [m.new_key for m in self.alias.mismatched]
-            )
+            sorted([u.new_key for u in self.unfilled] + [m.new_key for m in self.alias.mismatched])
         )
 
     def summary(self) -> dict[str, int]:
@@ -101,9 +117,10 @@ class RemapPlan:
             "pieces_assembled": sum(
                 p.method is Method.ASSEMBLE for t in self.tensors for p in t.pieces
             ),
-            "bytes": sum(t.nbytes for t in self.tensors),
+            "bytes": sum(t.nbytes for t in (*self.tensors, *self.filled)),
             "old_keys_dropped": len(self.unused_old),
-            "missing": len(self.alias.unresolved),
+            "missing": len(self.unfilled),
+            "filled": len(self.filled),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +135,8 @@ class RemapPlan:
             "unused_old": list(self.unused_old),
             "assets": [str(p) for p in self.old_assets],
             "notes": list(self.notes),
+            "fill_from": location_text(self.fill_from) if self.fill_from is not None else None,
+            "filled": [t.to_json() for t in self.filled],
         }
 
 
@@ -181,6 +200,10 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
     copies = can_copy_bytes(source)
     if not copies:  # no raw bytes to copy: every piece is read as an array
         tensors = [_as_arrays(t) for t in tensors]
+    filled: tuple[TensorPlan, ...] = ()
+    fill_at: Path | None = None
+    if inputs.fill_from is not None and alias.unresolved:
+        filled, fill_at, alias = _plan_fills(inputs.fill_from, alias, spec, source)
     used = {t.source for t in tensors}
     assets = tuple(source.assets)
     return RemapPlan(
@@ -188,13 +211,74 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
         new_source=spec.source,
         tensors=tuple(tensors),
         alias=alias,
-        verdict=decide(alias, allow_missing=inputs.allow_missing),
+        verdict=decide(alias, allow_missing=inputs.allow_missing, filled={t.key for t in filled}),
         unused_old=tuple(k for k in old_specs if k not in used),
         old_assets=tuple(a.path for a in assets),
         notes=(*source.notes, *_hash_filter_notes(assets, spec)),
         old_name=source.name,
         copies_bytes=copies,
+        filled=filled,
+        fill_from=fill_at,
     )
+
+
+def _plan_fills(
+    fill_from: Any, alias: AliasPlan, spec: ModelSpec, old: Source
+) -> tuple[tuple[TensorPlan, ...], Path, AliasPlan]:
+    """Plan every key with no old source from the same key of a checkpoint of the new model.
+
+    Returns the filled keys' plans, where they come from, and the alias plan
+    with a note on each key the template lacks too.
+
+    Raises:
+        UsageError: a key of the template has another dtype or shape than the
+            new model's (it is no checkpoint of the new model).
+        InputError: the template is unreadable or corrupt.
+    """
+    from contextlib import nullcontext
+
+    from ckptmap.readers.source import Source as SourceProtocol
+    from ckptmap.readers.source import can_copy_bytes, open_source
+
+    given = isinstance(fill_from, SourceProtocol)
+    with nullcontext(fill_from) if given else open_source(fill_from) as template:
+        specs = template.specs()
+        plans: list[TensorPlan] = []
+        lacking: set[str] = set()
+        for u in alias.unresolved:
+            have = specs.get(u.new_key)
+            if have is None:
+                lacking.add(u.new_key)
+                continue
+            new = spec.keys[u.new_key]
+            if have.shape != new.shape or have.dtype.enum != new.dtype.enum:
+                raise UsageError(
+                    f"{template.where}: --fill-from key {u.new_key!r} is {have.dtype.name}"
+                    f" {list(have.shape)} but the new model restores {new.dtype.name}"
+                    f" {list(new.shape)}; fill from a checkpoint of the new model"
+                )
+            try:
+                plans.append(
+                    plan_tensor(
+                        u.new_key, u.new_key, FILLED, new.dtype, new.shape, new.slices, have.slices
+                    )
+                )
+            except (PartitionError, SliceSpecError) as err:
+                raise CorruptCheckpointError(
+                    template.where, f"tensor {u.new_key!r}: {err} (the checkpoint is corrupt)"
+                ) from None
+        if not can_copy_bytes(template) or template.byte_order != old.byte_order:
+            plans = [_as_arrays(t) for t in plans]  # decoded, re-encoded in the output's order
+        where = Path(template.url)
+    if lacking:
+        unresolved = [
+            dataclasses.replace(u, note=f"{u.note}; not in the --fill-from checkpoint either")
+            if u.new_key in lacking
+            else u
+            for u in alias.unresolved
+        ]
+        alias = dataclasses.replace(alias, unresolved=unresolved)
+    return tuple(plans), where, alias
 
 
 def _as_arrays(tensor: TensorPlan) -> TensorPlan:

@@ -13,9 +13,50 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
-from ckptmap.migration.plan import RemapPlan
+from ckptmap.alias import (
+    DEDUPLICATED_SCOPE,
+    DENSE_RENUMBERED,
+    EXACT,
+    EXPLICIT,
+    MISSING_DENSE_OFFSET,
+    PARTITION_MERGED,
+)
+from ckptmap.migration.plan import FILLED, RemapPlan
 from ckptmap.migration.verdict import Verdict
 from ckptmap.storage import location_text
+
+
+def reason_sentence(reason: str, detail: str, source: str) -> str:
+    """Why a key got its source, as a sentence (``--explain`` and the JSON's ``why``).
+
+    Args:
+        reason: the match's reason code (docs/alias-heuristics.md).
+        detail: the match's specifics (which layers, which rule or entry).
+        source: the old key (for ``filled``, the checkpoint filled from).
+
+    >>> reason_sentence("exact", "", "w")
+    'the old checkpoint has the same key'
+    """
+    if reason == EXACT:
+        return "the old checkpoint has the same key"
+    if reason == PARTITION_MERGED:
+        return f"{source} is the same variable once /part_N terms are removed"
+    if reason == DEDUPLICATED_SCOPE:
+        return f"{source} has the same name once repeated scopes are removed"
+    if reason == DENSE_RENUMBERED:
+        return f"the same dense layer, renumbered: {detail}" if detail else reason
+    if reason == MISSING_DENSE_OFFSET:
+        what = "the dense layers shifted past a dropped one (Monolith's missing-dense offset)"
+        return f"{what}: {detail}" if detail else what
+    if reason == EXPLICIT:
+        return f"named by the {detail}" if detail else "named by the alias map"
+    if reason.startswith("rule "):
+        return f"the user's {detail}" if detail else reason
+    if reason.startswith("builtin-rule "):
+        return f"the built-in {detail}" if detail else reason
+    if reason == FILLED:
+        return f"no source in the old checkpoint; filled from {source}"
+    return detail or reason
 
 
 @dataclass(frozen=True)
@@ -50,9 +91,21 @@ class CheckReport:
             t.action == "copy" or t.dtype.copyable for t in self.plan.tensors
         )
 
+    def why(self, key: str) -> str:
+        """The reason sentence of a resolved or filled key."""
+        plan = self.plan
+        if key in plan.filled_keys and plan.fill_from is not None:
+            return reason_sentence(FILLED, "", location_text(plan.fill_from))
+        m = plan.alias.matches[key]
+        return reason_sentence(m.reason, m.detail, m.old_key)
+
     def to_json(self) -> dict[str, Any]:
         """The report as JSON (schema in docs/json-schema.md)."""
         alias = self.plan.alias.to_json()
+        filled = self.plan.filled_keys
+        notes = {u["new_key"]: u["note"] for u in alias["unresolved"]}
+        alias["unresolved"] = [u for u in alias["unresolved"] if u["new_key"] not in filled]
+        fill_from = self.plan.fill_from
         return {
             "ok": self.ok,
             "verdict": self.verdict.value,
@@ -63,16 +116,35 @@ class CheckReport:
                 "keys": len(self.plan.tensors)
                 + len(alias["unresolved"])
                 + len(alias["mismatched"])
-                + len(alias["dropped"]),
+                + len(alias["dropped"])
+                + len(filled),
                 "resolved": len(self.plan.tensors),
+                "filled": len(filled),
                 "unresolved": len(alias["unresolved"]),
                 "mismatched": len(alias["mismatched"]),
                 "dropped": len(alias["dropped"]),
                 "unused_old": len(alias["unused_old"]),
             },
             "resolved": [
-                {"key": t.key, "source": t.source, "reason": t.reason, "action": t.action}
+                {
+                    "key": t.key,
+                    "source": t.source,
+                    "reason": t.reason,
+                    "why": self.why(t.key),
+                    "action": t.action,
+                }
                 for t in self.plan.tensors
+            ],
+            "fill_from": location_text(fill_from) if fill_from is not None else None,
+            "filled": [
+                {
+                    "key": t.key,
+                    "reason": t.reason,
+                    "why": self.why(t.key),
+                    "action": t.action,
+                    "note": notes[t.key],
+                }
+                for t in self.plan.filled
             ],
             "unresolved": alias["unresolved"],
             "mismatched": alias["mismatched"],
@@ -104,6 +176,11 @@ class CheckReport:
             case = ElementTree.Element("testcase", classname="restore", name=item["key"])
             out = ElementTree.SubElement(case, "system-out")
             out.text = f"from {item['source']} ({item['reason']}, {item['action']})"
+            cases.append((item["key"], case))
+        for item in data["filled"]:
+            case = ElementTree.Element("testcase", classname="restore", name=item["key"])
+            out = ElementTree.SubElement(case, "system-out")
+            out.text = f"filled from {data['fill_from']} ({item['note']})"
             cases.append((item["key"], case))
         for item in data["unresolved"]:
             case = ElementTree.Element("testcase", classname="restore", name=item["new_key"])

@@ -3,9 +3,12 @@
 ``check``, ``remap``, ``remap --dry-run``, the JUnit report and the in-graph
 adapter (``ckptmap.tf``) all ask :func:`decide`, so they cannot disagree:
 
-- ``ok``: every key the new model restores has a source of its shape and dtype;
+- ``ok``: every key the new model restores has a source of its shape and dtype
+  (an old key, or with ``fill_from`` the same key of a checkpoint of the new
+  model): the output is complete and a plain Saver restores it;
 - ``partial``: some keys have no source, none has a wrong one, and missing keys
-  are allowed (``allow_missing``): the output leaves them out;
+  are allowed (``allow_missing``): the output leaves them out, so it is
+  restored by name-mapping loaders (:data:`PARTIAL_RESTORE`), not a plain Saver;
 - ``unresolved``: some keys have no source and that is not allowed;
 - ``mismatched``: some key's source has another shape or dtype — never accepted,
   whatever ``allow_missing`` says (the output would not restore).
@@ -13,11 +16,20 @@ adapter (``ckptmap.tf``) all ask :func:`decide`, so they cannot disagree:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ckptmap.alias import AliasPlan
+
+PARTIAL_RESTORE = (
+    "a plain Saver refuses a checkpoint that lacks keys of its graph: restore it with"
+    " tf.compat.v1.train.init_from_checkpoint(prefix, {'/': '/'}) or a warm start"
+    " (tf.estimator.WarmStartSettings), which leave the missing variables to their"
+    " initializers, or write a complete one with --fill-from"
+)
+"""How a ``partial`` output is restored (for the CLI's note, --help and the README)."""
 
 
 class Verdict(str, Enum):
@@ -44,8 +56,14 @@ class Verdict(str, Enum):
         return {"ok": "OK", "partial": "OK (partial)"}.get(self.value, "FAIL")
 
 
-def decide(alias: AliasPlan, *, allow_missing: bool) -> Verdict:
+def decide(alias: AliasPlan, *, allow_missing: bool, filled: Collection[str] = ()) -> Verdict:
     """The verdict of an alias plan.
+
+    Args:
+        alias: the plan.
+        allow_missing: whether keys with no source may be left out.
+        filled: the unresolved keys that take their value from a checkpoint of
+            the new model (``fill_from``); they count as having a source.
 
     >>> from ckptmap.alias import AliasPlan
     >>> decide(AliasPlan({}, {}, [], [], [], []), allow_missing=False)
@@ -53,6 +71,17 @@ def decide(alias: AliasPlan, *, allow_missing: bool) -> Verdict:
     """
     if alias.mismatched:
         return Verdict.MISMATCHED
-    if alias.unresolved:
+    if any(u.new_key not in filled for u in alias.unresolved):
         return Verdict.PARTIAL if allow_missing else Verdict.UNRESOLVED
     return Verdict.OK
+
+
+def partial_sentence(missing: int) -> str:
+    """What a ``partial`` verdict leaves out, as the CLI and the reports say it.
+
+    >>> partial_sentence(3)
+    '3 keys have no source and will not be in the output'
+    """
+    if missing == 1:
+        return "1 key has no source and will not be in the output"
+    return f"{missing:,} keys have no source and will not be in the output"

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from helpers import FIXTURES
@@ -101,8 +102,110 @@ def test_partial_check_says_what_will_be_left_out() -> None:
     result = run("check", "--old", OLD, "--new-graph", GRAPH, "--allow-missing")
     assert result.exit_code == 0
     last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("OK (partial): ")
-    assert last.endswith("3 key(s) have no source and will not be in the output")
+    assert last == "OK (partial): 3 keys have no source and will not be in the output"
+    assert "tf.compat.v1.train.init_from_checkpoint" in result.stderr
+    assert "plain Saver refuses" in result.stderr
+
+
+def test_partial_remap_writes_what_it_has_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("remap", "--old", OLD, "--new-graph", GRAPH, "--allow-missing", "--out", f"{out}/")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"wrote {out}/model.ckpt-100: 24 tensors")
+    assert lines[-1] == "OK (partial): 3 keys have no source and will not be in the output"
+    assert "init_from_checkpoint" in result.stderr
+
+
+TEMPLATE = FIXTURES / "ffm_v2"  # a checkpoint of the new model (TF-written)
+FILLED = ("ffm/global_bias/w", "ffm/global_bias/w/Adam", "ffm/global_bias/w/Adam_1")
+
+# (case, allow_missing, fill) -> (verdict, exit code, first word, keys written, keys filled)
+# fill: none; "template" (a checkpoint of the new model); "lacking" (a checkpoint
+# without the missing keys: the old one).
+FILL_EXPECTED = {
+    ("complete", False, "none"): (Verdict.OK, 0, "OK:", 27, 0),
+    ("complete", True, "none"): (Verdict.OK, 0, "OK:", 27, 0),
+    ("complete", False, "template"): (Verdict.OK, 0, "OK:", 27, 0),
+    ("complete", True, "template"): (Verdict.OK, 0, "OK:", 27, 0),
+    ("unresolved", False, "none"): (Verdict.UNRESOLVED, 1, "FAIL:", None, 0),
+    ("unresolved", True, "none"): (Verdict.PARTIAL, 0, "OK (partial):", 24, 0),
+    ("unresolved", False, "template"): (Verdict.OK, 0, "OK:", 27, 3),
+    ("unresolved", True, "template"): (Verdict.OK, 0, "OK:", 27, 3),
+    ("unresolved", False, "lacking"): (Verdict.UNRESOLVED, 1, "FAIL:", None, 0),
+    ("unresolved", True, "lacking"): (Verdict.PARTIAL, 0, "OK (partial):", 24, 0),
+    ("mismatched", False, "template"): (Verdict.MISMATCHED, 1, "FAIL:", None, 0),
+    ("mismatched", True, "template"): (Verdict.MISMATCHED, 1, "FAIL:", None, 0),
+}
+
+
+@pytest.mark.parametrize(("case", "allow_missing", "fill"), sorted(FILL_EXPECTED))
+def test_verdict_by_allow_missing_and_fill_from(
+    case: str, allow_missing: bool, fill: str, tmp_path: Path
+) -> None:
+    from ckptmap.readers import open_checkpoint
+
+    verdict, code, word, written, filled = FILL_EXPECTED[case, allow_missing, fill]
+    args = ["--old", OLD, *_case(case, tmp_path)]
+    args += ["--allow-missing"] if allow_missing else []
+    args += {"none": [], "template": ["--fill-from", TEMPLATE], "lacking": ["--fill-from", OLD]}[
+        fill
+    ]
+
+    text = run("check", *args)
+    assert text.exit_code == code, text.output
+    assert text.stdout.strip().splitlines()[-1].startswith(word + " ")
+    assert "Traceback" not in text.output
+    junit = tmp_path / "check.xml"
+    data = json.loads(run("check", *args, "--json", "--junit", junit).stdout)
+    assert (data["verdict"], data["counts"]["filled"]) == (verdict.value, filled)
+    assert sorted(f["key"] for f in data["filled"]) == sorted(FILLED[:filled])
+    assert all(f["reason"] == "filled" for f in data["filled"])
+    assert not {f["key"] for f in data["filled"]} & {u["new_key"] for u in data["unresolved"]}
+    cases = {c.get("name"): c for c in ElementTree.parse(junit).getroot()}
+    for key in FILLED[:filled]:
+        assert cases[key].find("system-out").text.startswith(f"filled from {TEMPLATE}")
+
+    out = tmp_path / "out"
+    result = run("remap", *args, "--out", f"{out}/", "--json")
+    assert result.exit_code == code, result.output
+    if written is None:
+        assert not out.exists() or not any(out.iterdir())
+        return
+    remapped = json.loads(result.stdout)
+    assert [t["key"] for t in remapped["filled"]] == list(FILLED[:filled])
+    with open_checkpoint(out) as ckpt, open_checkpoint(TEMPLATE) as template:
+        assert len(ckpt.keys()) == written
+        for key in FILLED[:filled]:  # the template's values, byte for byte
+            np.testing.assert_array_equal(ckpt.read(key), template.read(key))
+
+
+def test_a_fill_from_key_of_another_shape_is_one_line_naming_it(tmp_path: Path) -> None:
+    """The new model's ffm/global_bias/w is [100, 1]; the template's is [200, 1]."""
+    spec = _mismatched_spec(tmp_path)
+    out = tmp_path / "out"
+    for command in ("check", "remap"):
+        extra = ["--out", f"{out}/"] if command == "remap" else []
+        result = run(command, "--old", OLD, "--new-graph", spec, "--fill-from", TEMPLATE, *extra)
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert "'ffm/global_bias/w'" in line
+        assert "float32 [200, 1] but the new model restores float32 [100, 1]" in line
+        assert str(TEMPLATE / "model.ckpt-100.index") in line
+    assert not out.exists()
+
+
+def test_fill_from_in_the_library() -> None:
+    from ckptmap.migration import check
+
+    report = check(OLD, GRAPH, fill_from=TEMPLATE)
+    assert report.ok
+    assert report.complete
+    assert report.plan.filled_keys == frozenset(FILLED)
+    assert report.to_json()["counts"]["unresolved"] == 0
+    assert report.why("ffm/global_bias/w") == (
+        f"no source in the old checkpoint; filled from {TEMPLATE / 'model.ckpt-100'}"
+    )
 
 
 def test_plan_inputs_defaults_are_the_cli_defaults() -> None:

@@ -78,10 +78,16 @@ class PlanOptions:
         names without /part_N; applied after the alias map, in order.
     :param auto: generate the remaining aliases with Monolith's heuristics.
     :param clear_nn: drop the dense (NN) variables: the new model initializes them.
-    :param continue_training: keep global_step so training continues from
-        the old step.
-    :param allow_missing: accept new variables that have no source (they
-        keep their initializers) instead of failing.
+    :param continue_training: with --clear-nn, keep global_step so training
+        continues from the old step (without --clear-nn global_step is
+        restored like every other key).
+    :param allow_missing: accept new variables that have no source instead of
+        failing: the output leaves them out, so restore it with
+        tf.compat.v1.train.init_from_checkpoint or a warm start (they keep
+        their initializers), not a plain Saver.
+    :param fill_from: a checkpoint of the new model (e.g. saved right after
+        initialization): variables with no source take their values from it,
+        so the output is complete and a plain Saver restores it.
     :param saver: the name scope of the saver whose restore op lists the new
         model's keys (e.g. save_1); the default saver when not set.
     :param step: the checkpoint step to read from a folder with several
@@ -98,6 +104,7 @@ class PlanOptions:
     clear_nn: bool = False
     continue_training: bool = False
     allow_missing: bool = False
+    fill_from: Path | None = None
     saver: str | None = None
     step: int | None = None
     candidate_cutoff: float = CANDIDATE_CUTOFF  # the one default (ckptmap.alias)
