@@ -237,9 +237,15 @@ class ZarrArrayInfo:
         storage = entry["storage"]
         if storage not in _STORAGES:
             raise ValueError(f"unknown storage {storage!r}")
+        path = str(entry["path"])
+        if not path or path.startswith(".") or any(c in path for c in "/\\\x00"):
+            # array_path writes one name inside the store's root, never a path out of it
+            raise ValueError(
+                f"the node {path!r} of {entry.get('key')!r} is not a name in the store"
+            )
         return cls(
             decode_key(entry),
-            str(entry["path"]),
+            path,
             dtype_from_name(entry["dtype"]),
             shape,
             slices,
