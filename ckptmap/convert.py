@@ -1,10 +1,21 @@
-"""``ckptmap convert``: export a checkpoint to a zarr v3 store (optionally inside OCDBT).
+"""``ckptmap convert``: export a checkpoint to a zarr v3 store, safetensors or npz.
 
 The command's story: check the request, open the source
 (:func:`ckptmap.readers.source.open_source`), pick the writer for the target
-format (:class:`ckptmap.writers.zarr3.Zarr3Writer`), let it write where the
-store becomes visible only when complete, and report what was written. The
-store's layout is :mod:`ckptmap.formats.zarr_layout` (docs/convert.md).
+format (:class:`ckptmap.writers.zarr3.Zarr3Writer`,
+:func:`ckptmap.writers.safetensors.write_safetensors`,
+:func:`ckptmap.writers.npz.write_npz`), let it write where the output becomes
+visible only when complete, and report what was written. The zarr store's
+layout is :mod:`ckptmap.formats.zarr_layout` (docs/convert.md); the array
+files' is :mod:`ckptmap.formats.array_files` (docs/formats.md).
+
+Array files (safetensors, npz) are local files. ``out`` names the file
+(``x.safetensors``, ``x.npz``) or a folder (then ``model.safetensors`` or
+``model.npz`` in it). They are staged and put into place through the one
+commit protocol (:func:`ckptmap.writers.commit.open_commit`; a sharded model's
+index last), so a killed run leaves no partial file under its final name; with
+``--force``, files of an earlier conversion of the same name that the new one
+does not replace (other shard counts) are removed after the commit.
 
 Commit: a local output (a path or ``file://`` URL) goes through the one commit
 protocol, :func:`ckptmap.writers.commit.open_commit` with ``whole_folder``: the
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +52,10 @@ from ckptmap.readers.zarr_store import (
     shared_context,
     store_location,
 )
+from ckptmap.storage import is_url
 from ckptmap.writers.commit import open_commit
+from ckptmap.writers.npz import write_npz
+from ckptmap.writers.safetensors import DEFAULT_MAX_SHARD_SIZE, INDEX_SUFFIX, write_safetensors
 from ckptmap.writers.zarr3 import (
     DEFAULT_BLOCK_BYTES,
     DEFAULT_CHUNK_BYTES,
@@ -52,7 +67,8 @@ from ckptmap.writers.zarr3 import (
 __all__ = ["TARGETS", "ConvertResult", "convert"]
 
 WRITERS = {"zarr3": Zarr3Writer}  # the store formats convert writes, and their writers
-TARGETS = tuple(WRITERS)
+ARRAY_FILES = ("safetensors", "npz")  # the array-file formats (writers/safetensors.py, npz.py)
+TARGETS = (*WRITERS, *ARRAY_FILES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +84,12 @@ class ConvertResult:
         arrays: how many keys were written (one node each).
         tensor_bytes: bytes of tensor data read from the checkpoint.
         store_bytes: bytes the store takes on disk (local outputs), else ``None``.
-        keys: the keys written, in key order, with their node paths.
+        keys: the keys written, in key order, with their node paths (zarr3) or
+            the file holding them (safetensors, npz).
+        files: the files written (array files), relative to the output folder.
+        skipped: keys left out because the format cannot hold their dtype.
+        byte_copied: keys copied as their stored bytes (array files).
+        assembled: keys assembled from arrays (array files).
     """
 
     source: str
@@ -79,6 +100,10 @@ class ConvertResult:
     tensor_bytes: int
     store_bytes: int | None
     keys: tuple[tuple[str, str], ...] = ()
+    files: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    byte_copied: int | None = None
+    assembled: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` report (docs/convert.md)."""
@@ -91,6 +116,10 @@ class ConvertResult:
             "tensor_bytes": self.tensor_bytes,
             "store_bytes": self.store_bytes,
             "paths": dict(self.keys),
+            "files": list(self.files),
+            "skipped": list(self.skipped),
+            "byte_copied": self.byte_copied,
+            "assembled": self.assembled,
         }
 
 
@@ -104,26 +133,35 @@ def convert(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     force: bool = False,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    skip_unsupported: bool = False,
 ) -> ConvertResult:
-    """Write the checkpoint ``old`` as a zarr v3 store at ``out``.
+    """Write the checkpoint ``old`` as a zarr v3 store, safetensors or npz at ``out``.
 
     Args:
         old: a model folder, checkpoint prefix or ``.index`` file (a local path
             or a URL), or a store written by ``ckptmap convert``.
         out: a local folder, a ``file://`` URL or another tensorstore kvstore
-            URL (``memory://``, ``gs://``, ``s3://``).
-        to: the store format; only ``"zarr3"``.
+            URL (``memory://``, ``gs://``, ``s3://``); for safetensors and npz,
+            a local file (``x.safetensors``, ``x.npz``) or folder.
+        to: the format: ``"zarr3"``, ``"safetensors"`` or ``"npz"``.
         ocdbt: put the arrays inside one OCDBT database at ``out``.
         step: with a model folder, convert the checkpoint of this global step.
         chunk_bytes: the largest zarr chunk, in bytes.
         block_bytes: the most bytes moved by one write (bounds memory).
         force: replace an existing store at ``out``.
+        max_shard_size: safetensors: the most bytes of tensors per file; more
+            are cut into shards with a Hugging Face index.
+        skip_unsupported: safetensors, npz: leave out tensors whose dtype the
+            format cannot hold (listed in the result) instead of refusing.
 
     Returns:
         What was written.
 
     Raises:
-        UsageError: for an unknown ``to`` or bad sizes.
+        UsageError: for an unknown ``to``, bad sizes, or options of another format.
+        UnsupportedInputError: for tensors the array file cannot hold (strings;
+            complex numbers in safetensors), without ``skip_unsupported``.
         MissingInputError, CorruptCheckpointError, UnsupportedInputError: for
             a missing or damaged checkpoint (CRCs are checked while copying).
         OutputExistsError: if ``out`` exists and ``force`` is false.
@@ -133,6 +171,20 @@ def convert(
     Example:
         >>> convert("fixtures/dtype_zoo/zoo", "/tmp/zoo.zarr", ocdbt=True)  # doctest: +SKIP
     """
+    if to in ARRAY_FILES:
+        if ocdbt:
+            raise UsageError(f"--ocdbt is for zarr3 stores, not {to}")
+        if max_shard_size < 1:
+            raise UsageError("max_shard_size must be a positive number of bytes")
+        return _convert_array_file(
+            old,
+            out,
+            to=to,
+            step=step,
+            force=force,
+            max_shard_size=max_shard_size,
+            skip_unsupported=skip_unsupported,
+        )
     writer_class = WRITERS.get(to)
     if writer_class is None:
         raise UsageError(f"unknown store format {to!r} (expected one of: {', '.join(TARGETS)})")
@@ -159,6 +211,90 @@ def convert(
             store_bytes=store_bytes,
             keys=tuple(writer.paths.items()),
         )
+
+
+# -- array files: safetensors, npz ---------------------------------------------------
+
+
+def _convert_array_file(
+    old: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    to: str,
+    step: int | None,
+    force: bool,
+    max_shard_size: int,
+    skip_unsupported: bool,
+) -> ConvertResult:
+    text = os.fspath(out)
+    if is_url(text) and not text.startswith("file://"):
+        raise UsageError(f"{text}: convert --to {to} writes local files (a path or file://)")
+    folder, stem = _array_file_place(Path(text.removeprefix("file://")), to)
+    with open_source(old, step=step) as source:
+        existing = _array_files_of(folder, stem, to)
+        if existing and not force:
+            raise OutputExistsError(
+                folder / existing[0], "already exists (pass --force to replace it)"
+            )
+        with open_commit(folder / stem, force=force) as output:
+            if to == "safetensors":
+                written = write_safetensors(
+                    source,
+                    output,
+                    stem,
+                    max_shard_size=max_shard_size,
+                    skip_unsupported=skip_unsupported,
+                )
+            else:
+                written = write_npz(
+                    source, output, stem + ".npz", skip_unsupported=skip_unsupported
+                )
+            output.commit()
+        for name in existing:
+            if name not in written.files:
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / name).unlink()
+        shown = folder / written.files[-1] if len(written.files) == 1 else folder
+        return ConvertResult(
+            source=source.url,
+            out=str(shown),
+            to=to,
+            ocdbt=False,
+            arrays=len(written.paths),
+            tensor_bytes=written.tensor_bytes,
+            store_bytes=written.file_bytes,
+            keys=tuple(written.paths.items()),
+            files=tuple(written.files),
+            skipped=written.skipped,
+            byte_copied=written.byte_copied,
+            assembled=written.assembled,
+        )
+
+
+def _array_file_place(out: Path, to: str) -> tuple[Path, str]:
+    """The output folder and the file stem: ``x.safetensors`` -> (its folder, ``x``)."""
+    suffix = f".{to}"
+    if out.name.endswith(suffix) and len(out.name) > len(suffix):
+        return out.parent, out.name.removesuffix(suffix)
+    return out, "model"
+
+
+def _array_files_of(folder: Path, stem: str, to: str) -> list[str]:
+    """Files in ``folder`` of an array-file output named ``stem`` (any shard count), sorted."""
+    if not folder.is_dir():
+        return []
+    if to == "npz":
+        return [f"{stem}.npz"] if (folder / f"{stem}.npz").exists() else []
+    found = [
+        p.name
+        for p in folder.iterdir()
+        if p.name in (f"{stem}.safetensors", stem + INDEX_SUFFIX)
+        or (p.name.startswith(f"{stem}-") and _SHARD.fullmatch(p.name[len(stem) :]))
+    ]
+    return sorted(found)
+
+
+_SHARD = re.compile(r"-\d{5}-of-\d{5}\.safetensors")
 
 
 # -- commit: a local folder -----------------------------------------------------------

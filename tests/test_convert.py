@@ -153,7 +153,7 @@ def test_cli_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
     out = tmp_path / "x"
     result = _cli("--old", str(FIXTURES / "ffm_v1"), "--to", "zarr4", "--out", str(out))
     assert result.exit_code == 2
-    assert "'zarr4' is not 'zarr3'" in result.stderr
+    assert "'zarr4' is not one of 'zarr3', 'safetensors', 'npz'" in result.stderr
     assert not out.exists()
     with pytest.raises(UsageError, match="unknown store format 'n5'"):
         convert(FIXTURES / "ffm_v1", out, to="n5")

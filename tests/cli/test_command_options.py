@@ -91,9 +91,9 @@ def test_convert_checks_chunk_mib(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 def test_store_formats_are_the_writers_of_convert() -> None:
-    from ckptmap.convert import WRITERS
+    from ckptmap.convert import TARGETS
 
-    assert {f.value for f in StoreFormat} == set(WRITERS)
+    assert {f.value for f in StoreFormat} == set(TARGETS)
 
 
 # -- alias, check, remap ------------------------------------------------------------------

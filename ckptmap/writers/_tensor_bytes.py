@@ -1,0 +1,242 @@
+"""The dense bytes of a tensor, streamed: what the array-file writers (safetensors, npz) copy.
+
+Both formats store a tensor as its elements in C order, little-endian, whole
+(partitioned variables merged). :class:`TensorBytes` produces exactly those
+bytes for any key of any :class:`~ckptmap.readers.source.Source`, one bounded
+block at a time, so memory never grows with a tensor's size:
+
+* **byte-copied**: a TensorFlow checkpoint whose tensor is stored whole, or
+  cut along its first axis only (each slice is then one contiguous run of the
+  merged tensor), is copied as its stored bytes: locally by the kernel
+  (:class:`~ckptmap.writers._copy.SourceFiles`, after a CRC32C pass), at a URL
+  through byte-range reads; a big-endian checkpoint is byte-swapped block by
+  block. The stored CRC32C of every piece is checked on the way, so a damaged
+  checkpoint never becomes an array file.
+* **assembled**: any other slice layout, and every other source (zarr3,
+  safetensors, npz), is read as arrays (:meth:`Source.read_box`) in row blocks
+  of at most ``block_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ckptmap.errors import CorruptCheckpointError, OutputError
+from ckptmap.formats.crc import crc32c, mask_crc
+from ckptmap.readers.source import can_copy_bytes
+from ckptmap.split import box_of
+from ckptmap.writers._copy import SourceEnded, SourceFiles, truncated
+
+if TYPE_CHECKING:
+    from ckptmap.readers.source import Source
+    from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
+
+__all__ = ["DEFAULT_BLOCK_BYTES", "TensorBytes", "pwrite_all"]
+
+DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024  # one read or write moves at most this many bytes
+
+Box = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One stored entry that is a contiguous run of the merged tensor's bytes."""
+
+    entry: TensorEntry
+    offset: int  # where its bytes start in the merged tensor
+
+
+class TensorBytes:
+    """Streams the merged, C-order, little-endian bytes of the tensors of one source.
+
+    Attributes:
+        source: the checkpoint read.
+        block_bytes: the most bytes held at once per read.
+        tensor_bytes: bytes produced so far.
+    """
+
+    def __init__(self, source: Source, block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
+        self.source = source
+        self.block_bytes = block_bytes
+        self.tensor_bytes = 0
+        self._files = SourceFiles()
+        self._specs = source.specs()
+
+    def close(self) -> None:
+        """Close the source files opened for kernel copies."""
+        self._files.close()
+
+    def byte_copied(self, key: str) -> bool:
+        """Whether ``key``'s stored bytes are copied as they are (else it is assembled)."""
+        return self._pieces(key) is not None
+
+    # -- into a file, at a position (safetensors) ----------------------------------
+
+    def copy_into(self, key: str, fd: int, position: int) -> None:
+        """Write ``key``'s bytes to the open file ``fd`` starting at ``position``.
+
+        Raises:
+            CorruptCheckpointError: if a stored CRC32C does not match, or a data
+                file ends inside the tensor.
+            MissingInputError, InputError: if the source cannot be read.
+            OutputError: if ``fd`` cannot be written.
+        """
+        pieces = self._pieces(key)
+        source = self.source
+        if pieces is not None and can_copy_bytes(source) and self._kernel_copies(source):
+            for piece in pieces:
+                self._kernel_copy(source, piece, fd, position + piece.offset)
+            return
+        at = position
+        for block in self.blocks(key):
+            pwrite_all(fd, block, at)
+            at += len(block)
+
+    # -- as blocks, in order (npz) -----------------------------------------------------
+
+    def blocks(self, key: str) -> Iterator[memoryview]:
+        """``key``'s bytes in order, as blocks of at most ``block_bytes`` (a scalar: one).
+
+        Raises:
+            as :meth:`copy_into`, but never ``OutputError``.
+        """
+        pieces = self._pieces(key)
+        source = self.source
+        if pieces is not None and can_copy_bytes(source):
+            for piece in pieces:
+                yield from self._stored_blocks(source, piece.entry)
+        else:
+            yield from self._assembled_blocks(key)
+
+    # -- planning ----------------------------------------------------------------------
+
+    def _pieces(self, key: str) -> list[_Piece] | None:
+        """The stored entries of ``key`` in output order, if they are contiguous runs of it."""
+        source = self.source
+        if not can_copy_bytes(source):
+            return None
+        entry = source.entry(key)
+        source.check_entry(entry)  # every slice inside its data file; slices tile the tensor
+        if not entry.slices:
+            return [_Piece(entry, 0)]
+        shape = entry.shape
+        inner = math.prod(shape[1:]) * entry.dtype.itemsize
+        pieces = []
+        for spec, part in source.slice_entries(key):
+            box = box_of(spec, shape)
+            if any(box[a] != (0, shape[a]) for a in range(1, len(shape))):
+                return None  # cut along another axis: assembled
+            pieces.append(_Piece(part, box[0][0] * inner))
+        return sorted(pieces, key=lambda p: p.offset)
+
+    @staticmethod
+    def _kernel_copies(source: Checkpoint) -> bool:
+        return source.location.is_local and source.byte_order == "<"
+
+    # -- byte copies -------------------------------------------------------------------
+
+    def _kernel_copy(self, ckpt: Checkpoint, piece: _Piece, fd: int, at: int) -> None:
+        entry = piece.entry
+        if entry.size == 0:
+            return
+        where = f"tensor {entry.key!r}"
+        src = self._files.open(ckpt.shard_path(entry.shard_id))
+        self._files.check_range(src, entry.offset, entry.size, where)
+        crc = self._files.crc_ranges([(src, entry.offset, entry.size)], where)
+        _check_crc(ckpt, entry, crc)
+        try:
+            self._files.copy(src, entry.offset, entry.size, fd, at)
+        except SourceEnded as err:
+            raise truncated(err.source, where, err.position) from None
+        except OSError as err:
+            raise OutputError(f"cannot write {where} ({err.strerror or err})") from err
+        self.tensor_bytes += entry.size
+
+    def _stored_blocks(self, ckpt: Checkpoint, entry: TensorEntry) -> Iterator[memoryview]:
+        import numpy as np
+
+        itemsize = entry.dtype.itemsize
+        unit = itemsize // 2 if entry.dtype.numpy.kind == "c" else itemsize
+        swap = ckpt.byte_order == ">" and unit > 1
+        shard = ckpt.shard_name(entry.shard_id)
+        step = max(itemsize, self.block_bytes // itemsize * itemsize)
+        crc = 0
+        for start in range(0, entry.size, step):
+            data = ckpt.location.read(shard, entry.offset + start, min(step, entry.size - start))
+            crc = crc32c(data, crc)
+            if swap:
+                data = np.frombuffer(data, f">u{unit}").byteswap().tobytes()
+            self.tensor_bytes += len(data)
+            yield memoryview(data)
+        if entry.size:
+            _check_crc(ckpt, entry, crc)
+
+    # -- assembled ---------------------------------------------------------------------
+
+    def _assembled_blocks(self, key: str) -> Iterator[memoryview]:
+        import numpy as np
+
+        spec = self._specs[key]
+        shape, itemsize = spec.shape, spec.dtype.itemsize
+        for block in _row_blocks(shape, itemsize, self.block_bytes):
+            values: Any = np.ascontiguousarray(self._read_box(key, block))
+            if values.dtype.byteorder == ">":
+                values = values.byteswap().view(values.dtype.newbyteorder("<"))
+            data = memoryview(values.reshape(-1).view(np.uint8))
+            self.tensor_bytes += len(data)
+            yield data
+
+    def _read_box(self, key: str, box: Box) -> Any:
+        source = self.source
+        if can_copy_bytes(source):
+            return source.read_box(key, box, verify=True)
+        return source.read_box(key, box)
+
+
+def _row_blocks(shape: tuple[int, ...], itemsize: int, block_bytes: int) -> Iterator[Box]:
+    """Boxes covering ``shape`` in C order, each a contiguous run of at most ``block_bytes``.
+
+    A run is cut along the first axis whose inner part fits (leading axes one
+    index at a time); a scalar is one empty box; a zero-size tensor none.
+    """
+    if not shape:
+        yield ()
+        return
+    if math.prod(shape) == 0:
+        return
+    axis = next(a for a in range(len(shape)) if math.prod(shape[a + 1 :]) * itemsize <= block_bytes)
+    run = max(1, block_bytes // (math.prod(shape[axis + 1 :]) * itemsize))
+    tail = tuple((0, d) for d in shape[axis + 1 :])
+
+    def outer(prefix: tuple[tuple[int, int], ...], depth: int) -> Iterator[Box]:
+        if depth == axis:
+            for start in range(0, shape[axis], run):
+                yield (*prefix, (start, min(shape[axis], start + run)), *tail)
+            return
+        for i in range(shape[depth]):
+            yield from outer((*prefix, (i, i + 1)), depth + 1)
+
+    yield from outer((), 0)
+
+
+def _check_crc(ckpt: Checkpoint, entry: TensorEntry, crc: int) -> None:
+    if mask_crc(crc) != entry.crc32c:
+        raise CorruptCheckpointError(
+            ckpt.shard_url(entry.shard_id),
+            f"tensor {entry.key!r}: CRC32C mismatch: stored 0x{entry.crc32c:08x}, computed "
+            f"0x{mask_crc(crc):08x} (the data file is corrupt; copy it again from its source)",
+        )
+
+
+def pwrite_all(fd: int, data: memoryview, at: int) -> None:
+    """Write all of ``data`` to ``fd`` at ``at`` (``OutputError`` if it cannot)."""
+    done = 0
+    try:
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], at + done)
+    except OSError as err:
+        raise OutputError(f"cannot write the output ({err.strerror or err})") from err
