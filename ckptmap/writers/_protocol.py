@@ -30,6 +30,7 @@ from ckptmap.storage.staging import STAGING_PREFIX
 FAULT_ENV = "CKPTMAP_FAULT_AT"
 FAULT_LOG_ENV = "CKPTMAP_FAULT_LOG"
 FAULT_PAUSE_ENV = "CKPTMAP_FAULT_PAUSE"
+FAULT_RELEASE_ENV = "CKPTMAP_FAULT_RELEASE"
 JOURNAL_FORMAT = "ckptmap-commit/1"
 
 STEPS = (
@@ -78,7 +79,8 @@ class Steps:
     appends each ``<step>#<n>`` reached to that file, so a test can list every
     boundary of a run and then kill a second run at each one;
     ``CKPTMAP_FAULT_PAUSE=<step>[#<n>]:<seconds>`` sleeps there (to make two
-    runs overlap).
+    runs overlap); with ``CKPTMAP_FAULT_RELEASE=<file>`` the pause ends as soon
+    as that file exists, so a test overlaps two runs however slow the machine is.
     """
 
     def __init__(self) -> None:
@@ -95,9 +97,19 @@ class Steps:
             os.kill(os.getpid(), signal.SIGKILL)
         where, _, seconds = os.environ.get(FAULT_PAUSE_ENV, "").rpartition(":")
         if where in (step, label):
-            time.sleep(float(seconds))
+            _pause(float(seconds), os.environ.get(FAULT_RELEASE_ENV))
         if fault_hook is not None:
             fault_hook(label)
+
+
+def _pause(seconds: float, release: str | None) -> None:
+    """Sleep ``seconds``, or until the file ``release`` exists."""
+    if not release:
+        time.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not os.path.exists(release):
+        time.sleep(0.02)
 
 
 def kind_of(name: str, prefix_name: str) -> str:

@@ -65,8 +65,9 @@ rename). Any failure deletes every file uploaded so far.
 Fault injection: every step boundary calls :class:`~ckptmap.writers._protocol.Steps`
 with its name (:data:`STEPS`): ``CKPTMAP_FAULT_AT=<step>`` or ``<step>#<n>``
 SIGKILLs the process there, ``CKPTMAP_FAULT_LOG=<file>`` records each
-``<step>#<n>`` reached, ``CKPTMAP_FAULT_PAUSE=<step>:<seconds>`` sleeps there,
-and tests may install a function with :func:`set_fault_hook`.
+``<step>#<n>`` reached, ``CKPTMAP_FAULT_PAUSE=<step>:<seconds>`` sleeps there
+(until the file ``CKPTMAP_FAULT_RELEASE`` names exists, if set), and tests
+may install a function with :func:`set_fault_hook`.
 
 Example:
     >>> with open_commit("out/model.ckpt-100", force=True) as output:  # doctest: +SKIP
@@ -91,6 +92,7 @@ from ckptmap.writers._protocol import (
     FAULT_ENV,
     FAULT_LOG_ENV,
     FAULT_PAUSE_ENV,
+    FAULT_RELEASE_ENV,
     STEPS,
     Commit,
 )
@@ -101,6 +103,7 @@ __all__ = [
     "FAULT_ENV",
     "FAULT_LOG_ENV",
     "FAULT_PAUSE_ENV",
+    "FAULT_RELEASE_ENV",
     "STAGING_PREFIX",
     "STEPS",
     "Commit",

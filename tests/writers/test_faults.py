@@ -41,6 +41,7 @@ from ckptmap.writers.commit import (
     FAULT_ENV,
     FAULT_LOG_ENV,
     FAULT_PAUSE_ENV,
+    FAULT_RELEASE_ENV,
     STEPS,
     is_staging_name,
     pending_commits,
@@ -409,9 +410,18 @@ def test_a_second_writer_of_a_running_prefix_exits_4(
     out = tmp_path / "out"
     scenario.prepare(out)
     log = tmp_path / "first.steps"
-    first = scenario.run(out, {FAULT_LOG_ENV: str(log), FAULT_PAUSE_ENV: "staged:2"})
+    release = tmp_path / "release"
+    # The first run holds the prefix until the second has finished, however slow the
+    # machine (a fixed pause let a loaded machine finish the first run too early).
+    paused = {
+        FAULT_LOG_ENV: str(log),
+        FAULT_PAUSE_ENV: "staged:60",
+        FAULT_RELEASE_ENV: str(release),
+    }
+    first = scenario.run(out, paused)
     _wait_for(log, "staged#1")
     code, err = _finish(scenario.run(out))
+    release.touch()
     assert code == 4
     assert err.count("\n") == 1
     assert f"{out / PREFIX}: is being written by another ckptmap process" in err
