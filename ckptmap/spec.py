@@ -67,12 +67,15 @@ class ModelSpec:
         save_shards: how many restore ops the model's Saver has: one per device
             for a sharded Saver (so the number of parameter servers of a
             Monolith-style model), 1 for a plain one; 0 when unknown.
+        template: when the spec was read from a checkpoint of the new model
+            (a template), that checkpoint's prefix or URL; empty otherwise.
     """
 
     keys: dict[str, TensorSpec]
     variables: dict[str, GraphVariable] = field(default_factory=dict)
     source: str = ""
     save_shards: int = 0
+    template: str = ""
 
     @classmethod
     def from_parts(

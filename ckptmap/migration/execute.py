@@ -16,6 +16,7 @@ from typing import Any
 
 from ckptmap.errors import OutputError, UnresolvedError, UsageError
 from ckptmap.migration.assets import stage_assets
+from ckptmap.migration.object_based import write_object_graph
 from ckptmap.migration.plan import RemapPlan
 from ckptmap.migration.write import Linker, Progress, piece_bytes_for, write_tensor
 from ckptmap.storage import is_url, location_text
@@ -207,6 +208,14 @@ def execute(
                 pieces.close()
             if plan.filled:
                 bytes_written += _write_filled(w, plan, verify, progress)
+            if plan.object_graph is not None:
+                bytes_written += write_object_graph(
+                    w,
+                    plan.object_graph,
+                    byte_order=source.byte_order,
+                    verify=verify,
+                    progress=progress,
+                )
             if model_dir:
                 output.record_latest()
             committed = w.commit()

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from ckptmap.alias import AliasPlan, Unresolved, plan_aliases
 from ckptmap.errors import CorruptCheckpointError, UsageError
 from ckptmap.migration.inputs import PlanInputs
+from ckptmap.migration.object_based import ObjectGraphCopy, missing_allowed, split_object_graph
 from ckptmap.migration.pieces import Method, TensorPlan, plan_tensor
+from ckptmap.migration.transforms import apply_transposes, plan_transposed
 from ckptmap.migration.verdict import Verdict, decide
 from ckptmap.spec import ModelSpec
 from ckptmap.split import PartitionError, SliceSpecError
@@ -54,6 +56,9 @@ class RemapPlan:
         filled: one plan per key with no old source that takes its value from
             the same key of :attr:`fill_from` (reason ``filled``).
         fill_from: the checkpoint of the new model keys are filled from, if any.
+        object_graph: when the new model is an object-based template, its
+            object graph, copied into the output as it is
+            (:mod:`ckptmap.migration.object_based`).
     """
 
     old_prefix: Path
@@ -68,6 +73,7 @@ class RemapPlan:
     copies_bytes: bool = True
     filled: tuple[TensorPlan, ...] = ()
     fill_from: Path | None = None
+    object_graph: ObjectGraphCopy | None = None
 
     @property
     def output_name(self) -> str:
@@ -111,6 +117,7 @@ class RemapPlan:
             "split": actions.count("split"),
             "merged": actions.count("merge"),
             "repartitioned": actions.count("repartition"),
+            "transposed": actions.count("transpose"),
             "pieces_copied_as_bytes": sum(
                 p.method is not Method.ASSEMBLE for t in self.tensors for p in t.pieces
             ),
@@ -136,6 +143,7 @@ class RemapPlan:
             "assets": [str(p) for p in self.old_assets],
             "notes": list(self.notes),
             "fill_from": location_text(self.fill_from) if self.fill_from is not None else None,
+            "object_graph": self.object_graph.to_json() if self.object_graph else None,
             "filled": [t.to_json() for t in self.filled],
         }
 
@@ -168,7 +176,7 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
 
     old = inputs.old
     source: Source = old if isinstance(old, SourceProtocol) else open_source(old, step=inputs.step)
-    spec = load_new_spec(inputs.new_graph, inputs.saver)
+    spec, object_graph = split_object_graph(load_new_spec(inputs.new_graph, inputs.saver))
     old_specs = source.specs()
     alias = plan_aliases(
         old_specs,
@@ -181,10 +189,16 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
         candidate_cutoff=inputs.candidate_cutoff,
         map_file=inputs.alias_map_file,
     )
+    alias, transposed = apply_transposes(alias, inputs.transposes(), old_specs, spec)
     tensors: list[TensorPlan] = []
     for key, match in alias.matches.items():
         new = spec.keys[key]
         src = old_specs[match.old_key]
+        perm = transposed.get(key)
+        if perm is not None:
+            args = (key, match.old_key, match.reason, new.dtype, new.shape, new.slices, perm)
+            tensors.append(plan_transposed(*args))
+            continue
         if new.shape != src.shape or new.dtype.enum != src.dtype.enum:
             continue  # listed in alias.mismatched
         try:
@@ -206,19 +220,21 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
         filled, fill_at, alias = _plan_fills(inputs.fill_from, alias, spec, source)
     used = {t.source for t in tensors}
     assets = tuple(source.assets)
+    allow_missing, graph_notes = missing_allowed(object_graph, alias, inputs.allow_missing, filled)
     return RemapPlan(
         old_prefix=Path(source.url),
         new_source=spec.source,
         tensors=tuple(tensors),
         alias=alias,
-        verdict=decide(alias, allow_missing=inputs.allow_missing, filled={t.key for t in filled}),
+        verdict=decide(alias, allow_missing=allow_missing, filled={t.key for t in filled}),
         unused_old=tuple(k for k in old_specs if k not in used),
         old_assets=tuple(a.path for a in assets),
-        notes=(*source.notes, *_hash_filter_notes(assets, spec)),
+        notes=(*source.notes, *_hash_filter_notes(assets, spec), *graph_notes),
         old_name=source.name,
         copies_bytes=copies,
         filled=filled,
         fill_from=fill_at,
+        object_graph=object_graph,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -240,7 +241,8 @@ def _read_checkpoint(path: Path | str, saver: str | None) -> ModelSpec:
     with open_checkpoint(path) as ckpt:
         specs = ckpt.specs()
         where = str(ckpt.prefix)
-    return model_spec_from_keys(specs.values(), where)
+        template = ckpt.url
+    return replace(model_spec_from_keys(specs.values(), where), template=template)
 
 
 # ---------------------------------------------------------------------------
