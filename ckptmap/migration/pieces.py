@@ -18,6 +18,7 @@ partition engine, :func:`ckptmap.split.plan_slice`:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -106,6 +107,9 @@ class TensorPlan:
         pieces: the stored pieces, in the order the new model's saver lists them.
         source_sliced: whether the old key is stored as slices.
         stored: the old key's stored pieces (one whole piece, or one per slice).
+        transpose: the old key's axes in the new key's order (an alias-map
+            transform, :mod:`ckptmap.migration.transforms`); every piece is
+            then assembled. ``None``: the old key as it is.
     """
 
     key: str
@@ -117,6 +121,7 @@ class TensorPlan:
     pieces: tuple[PiecePlan, ...]
     source_sliced: bool = False
     stored: tuple[SourcePiece, ...] = ()
+    transpose: tuple[int, ...] | None = None
 
     @property
     def renamed(self) -> bool:
@@ -124,7 +129,9 @@ class TensorPlan:
 
     @property
     def action(self) -> str:
-        """A one-word summary: copy, split, merge or repartition."""
+        """A one-word summary: copy, split, merge, repartition or transpose."""
+        if self.transpose is not None:
+            return "transpose"
         if not self.sliced and not self.source_sliced:
             return "copy"
         if self.sliced and not self.source_sliced:
@@ -147,6 +154,7 @@ class TensorPlan:
             "source": self.source,
             "reason": self.reason,
             "action": self.action,
+            "transpose": list(self.transpose) if self.transpose is not None else None,
             "slices": [p.slice.format() for p in self.pieces if p.slice is not None],
             "pieces": [
                 {
@@ -188,10 +196,14 @@ def plan_tensor(
             overlap), so no output piece can be trusted.
         SliceSpecError: a slice belongs to a tensor of another shape.
     """
-    if stored:
-        check_tiling(stored, shape)
-    sources = stored_pieces(shape, stored)
-    pieces = tuple(plan_piece(t, shape, dtype, sources) for t in (targets or (None,)))
+    if targets or stored:
+        if stored:
+            check_tiling(stored, shape)
+        sources = stored_pieces(shape, stored)
+        pieces = tuple(plan_piece(t, shape, dtype, sources) for t in (targets or (None,)))
+    else:
+        sources, whole = _whole_copy(shape, dtype)
+        pieces = (whole,)
     return TensorPlan(
         key=key,
         dtype=dtype,
@@ -203,6 +215,18 @@ def plan_tensor(
         source_sliced=bool(stored),
         stored=sources,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_copy(shape: tuple[int, ...], dtype: DType) -> tuple[tuple[SourcePiece, ...], PiecePlan]:
+    """The plan of a tensor stored whole and written whole, the common case: one copy.
+
+    It depends on the shape and dtype only, and plans are immutable, so tensors
+    of one shape and dtype share it (planning 100,000 keys would otherwise
+    redo the same box arithmetic for each).
+    """
+    sources = stored_pieces(shape, ())
+    return sources, plan_piece(None, shape, dtype, sources)
 
 
 def plan_piece(

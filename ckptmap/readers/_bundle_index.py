@@ -25,6 +25,7 @@ from ckptmap.errors import (
     TensorNotFoundError,
     UnsupportedInputError,
 )
+from ckptmap.formats.bundle_entry import plain_entry_fields
 from ckptmap.formats.slice_key import encode_slice_key, is_slice_key, slice_key_tensor
 from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
 from ckptmap.formats.table import BUNDLE_VERSION
@@ -105,6 +106,8 @@ class BundleIndex:
         self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
         self._slice_names: dict[bytes, str] = {}  # slice key -> "'key' (slice spec)"
         self._tiled: set[str] = set()  # partitioned keys whose slices tile them
+        # (dtype enum, raw shape bytes) of a plain entry -> its checked dtype and shape
+        self._kinds: dict[tuple[int, bytes], tuple[DType, tuple[int, ...]]] = {}
 
     def corrupt(self, detail: str) -> CorruptCheckpointError:
         """An error naming the index, ``detail`` and what to do."""
@@ -216,6 +219,20 @@ class BundleIndex:
     def _decode_entry(self, raw: bytes, value: memoryview, where: str | None) -> TensorEntry:
         key = raw.decode("utf-8", "surrogateescape")
         where = where or f"tensor {key!r}"
+        fields = plain_entry_fields(bytes(value))
+        if fields is None:  # slices, or a layout TensorFlow does not write: protobuf decides
+            return self._decode_proto(key, value, where)
+        enum, shape_raw, shard_id, offset, size, crc32c = fields
+        kind = self._kinds.get((enum, shape_raw))
+        if kind is None:  # the first entry of this dtype and shape: checked in full
+            entry = self._decode_proto(key, value, where)
+            self._kinds[(enum, shape_raw)] = (entry.dtype, entry.shape)
+            return entry
+        entry = TensorEntry(key, kind[0], kind[1], shard_id, offset, size, crc32c)
+        self._check_data_entry(entry, where)
+        return entry
+
+    def _decode_proto(self, key: str, value: memoryview, where: str) -> TensorEntry:
         try:
             proto = ckptmap_tf_pb2.BundleEntryProto.FromString(value)
         except DecodeError as err:

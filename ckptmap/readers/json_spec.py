@@ -121,8 +121,12 @@ def parse_json_spec(text: str, where: str = "<json>") -> ModelSpec:
     keys: list[TensorSpec] = []
     seen: set[str] = set()
     trainable: dict[str, bool] = {}
+    plain = _PlainEntries()
     for index, entry in enumerate(entries):
-        spec, flag = _read_entry(entry, f"{where}: variables[{index}]")
+        parsed = plain.read(entry)
+        if parsed is None:  # anything else, or an error: the full reader says what
+            parsed = _read_entry(entry, f"{where}: variables[{index}]")
+        spec, flag = parsed
         if spec.key in seen:
             raise GraphError(f"{where}: variables[{index}]: name {spec.key!r} is given twice")
         seen.add(spec.key)
@@ -167,7 +171,10 @@ def model_spec_from_keys(
     """
     # Slices in offset order, as in every ModelSpec ckptmap builds.
     key_list = [
-        replace(spec, slices=tuple(sorted(spec.slices, key=lambda s: s.starts))) for spec in keys
+        replace(spec, slices=tuple(sorted(spec.slices, key=lambda s: s.starts)))
+        if len(spec.slices) > 1
+        else spec
+        for spec in keys
     ]
     trainable = trainable or {}
     variables: list[GraphVariable] = []
@@ -193,6 +200,64 @@ def _check_fields(obj: dict[str, Any], allowed: frozenset[str], where: str) -> N
     if unknown:
         expected = ", ".join(sorted(allowed))
         raise GraphError(f"{where}: unknown field {unknown[0]!r} (expected: {expected})")
+
+
+_PLAIN_FIELDS = frozenset({"name", "dtype", "shape", "trainable"})
+
+
+class _PlainEntries:
+    """A fast reader of the common entry (valid, unpartitioned), with the checks of _read_entry.
+
+    :meth:`read` returns ``None`` for anything it does not accept (a partition,
+    an unusual spelling, any error), which the full reader then handles, so the
+    result and every message are the full reader's. Dtype names and shapes
+    already checked are remembered: a model has few of each.
+    """
+
+    def __init__(self) -> None:
+        self._dtypes: dict[str, DType] = {}
+        self._shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    def read(self, entry: object) -> tuple[TensorSpec, bool | None] | None:
+        if type(entry) is not dict or not entry.keys() <= _PLAIN_FIELDS:
+            return None
+        name = entry.get("name")
+        value = entry.get("shape")
+        flag = entry.get("trainable")
+        if type(name) is not str or not name or type(value) is not list:
+            return None
+        if not name.isascii() and _SURROGATE.search(name):
+            return None
+        if flag is not None and type(flag) is not bool:
+            return None
+        dtype = self._dtype(entry.get("dtype"))
+        if dtype is None or not all(type(d) is int for d in value):
+            return None  # a bool is no dimension (True == 1 as a dict key)
+        shape = self._shape(tuple(value))
+        if shape is None:
+            return None
+        return TensorSpec(name, dtype, shape), flag
+
+    def _dtype(self, name: object) -> DType | None:
+        if type(name) is not str:
+            return None
+        dtype = self._dtypes.get(name)
+        if dtype is None:
+            try:
+                dtype = self._dtypes[name] = dtype_from_name(name)
+            except CkptmapError:
+                return None
+        return dtype
+
+    def _shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        known = self._shapes.get(shape)
+        if known is None:
+            try:
+                check_shape(shape, "")  # also refuses negative dimensions
+            except CkptmapError:
+                return None
+            known = self._shapes[shape] = shape
+        return known
 
 
 def _read_entry(entry: object, where: str) -> tuple[TensorSpec, bool | None]:

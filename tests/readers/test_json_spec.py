@@ -425,3 +425,41 @@ def test_a_lone_surrogate_in_a_name_is_malformed() -> None:
     )
     pair = spec_of({"name": "a", "dtype": "int8", "shape": []}).replace('"a"', '"a\\ud83d\\ude00"')
     assert list(parse_json_spec(pair).keys) == ["a\U0001f600"]
+
+
+GOOD = {"name": "ok", "dtype": "float32", "shape": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"name": "b", "dtype": "float32", "shape": [True, 2]}, "variables[1] ('b'): 'shape'"),
+        ({"name": "b", "dtype": "float32", "shape": [1, -2]}, "variables[1] ('b'): 'shape'"),
+        ({"name": "b", "dtype": "float32 ", "shape": [1, 2], "trainable": 1}, "'trainable'"),
+        ({"name": "b", "dtype": "float33", "shape": [1, 2]}, "unknown dtype 'float33'"),
+        ({"name": "b", "dtype": "float32", "shape": [2**62, 4]}, "elements, beyond 2**62"),
+    ],
+    ids=["bool-dim", "negative", "trainable", "dtype", "elements"],
+)
+def test_a_bad_entry_after_a_good_one_of_the_same_kind(bad: dict[str, Any], message: str) -> None:
+    """What was checked for one entry (its dtype name, its shape) does not excuse the next."""
+    with pytest.raises(GraphError) as err:
+        parse_json_spec(spec_of(GOOD, bad, bad))
+    assert message in str(err.value)
+
+
+def test_plain_and_partitioned_entries_read_alike() -> None:
+    """Plain entries and ones the full reader takes (partitions: null, DT_ names) agree."""
+    spec = parse_json_spec(
+        spec_of(
+            GOOD,
+            {"name": "n", "dtype": "DT_FLOAT", "shape": [1, 2], "partitions": None},
+            {"name": "t", "dtype": "float32", "shape": [], "trainable": False},
+            {"name": "é/ü", "dtype": "int64", "shape": [3]},
+        )
+    )
+    assert spec.keys["ok"] == TensorSpec("ok", F32, (1, 2))
+    assert spec.keys["n"] == TensorSpec("n", F32, (1, 2))
+    assert spec.keys["é/ü"] == TensorSpec("é/ü", dtype_from_name("int64"), (3,))
+    assert spec.variables["t"].trainable is False
+    assert spec.variables["ok"].trainable is True
