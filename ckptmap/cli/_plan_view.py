@@ -101,6 +101,8 @@ def summary_line(plan: RemapPlan) -> str:
         f"{s['merged']} merged",
         f"{s['repartitioned']} re-partitioned",
     ]
+    if s.get("transposed"):
+        parts.append(f"{s['transposed']} transposed")
     if plan.filled:
         parts.append(f"{len(plan.filled)} filled")
     if plan.unfilled:
@@ -120,7 +122,9 @@ def written_line(result_json: dict[str, Any]) -> str:
     return (
         f"wrote {out['prefix']}: {s['tensors'] + s['filled']} tensors "
         f"({s['renamed']} renamed, {s['split']} split, {s['merged']} merged, "
-        f"{s['repartitioned']} re-partitioned; {s['pieces_copied_as_bytes']} pieces copied as "
+        f"{s['repartitioned']} re-partitioned"
+        + (f", {s['transposed']} transposed" if s.get("transposed") else "")
+        + f"; {s['pieces_copied_as_bytes']} pieces copied as "
         f"bytes, {s['pieces_assembled']} assembled"
         + (f"; {s['filled']} filled from {result_json['fill_from']}" if s["filled"] else "")
         + f"), {human_bytes(out['bytes_written'])}, "

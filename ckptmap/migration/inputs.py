@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptmap.alias import CANDIDATE_CUTOFF
 from ckptmap.errors import AliasError, MissingInputError, UsageError
+from ckptmap.migration.transforms import parse_entry, transposes_of
 from ckptmap.naming import Rule, parse_rule
 
 if TYPE_CHECKING:
@@ -108,12 +109,21 @@ class PlanInputs:
         return [r if isinstance(r, Rule) else parse_rule(r) for r in self.rules]
 
     def explicit_map(self) -> dict[str, str] | None:
-        """The explicit alias map, read from its file when it is one."""
+        """The explicit alias map (new name -> old key), read from its file when it is one."""
         if self.alias_map is None:
             return None
         if isinstance(self.alias_map, Mapping):
-            return dict(self.alias_map)
+            where = "alias map"
+            return {n: parse_entry(where, n, v)[0] for n, v in self.alias_map.items()}
         return load_alias_map(self.alias_map)
+
+    def transposes(self) -> dict[str, tuple[int, ...]]:
+        """The ``"transpose"`` of each alias-map entry that has one, by entry name."""
+        if self.alias_map is None:
+            return {}
+        if isinstance(self.alias_map, Mapping):
+            return transposes_of(self.alias_map, "alias map")
+        return transposes_of(_alias_entries(Path(self.alias_map)), str(self.alias_map))
 
     @property
     def alias_map_file(self) -> Path | None:
@@ -136,13 +146,23 @@ def default_of(name: str) -> Any:
 def load_alias_map(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read an explicit alias map: a JSON object ``{new name: old key}``.
 
-    The output of ``ckptmap alias`` is accepted too (its ``"aliases"`` member).
+    An entry may also be ``{"from": "old key", "transpose": [1, 0]}``
+    (:mod:`ckptmap.migration.transforms`; :meth:`PlanInputs.transposes` reads
+    the transposes). The output of ``ckptmap alias`` is accepted too (its
+    ``"aliases"`` member).
 
     Raises:
         MissingInputError: if the file does not exist.
         AliasError: if it is not such a JSON object (the message names the file).
     """
     p = Path(path)
+    return {
+        str(new): parse_entry(str(p), str(new), old)[0] for new, old in _alias_entries(p).items()
+    }
+
+
+def _alias_entries(p: Path) -> dict[str, Any]:
+    """The entries of the alias map file ``p``, not yet checked (errors as ``load_alias_map``)."""
     try:
         size = p.stat().st_size
         if size > MAX_ALIAS_MAP_BYTES:
@@ -171,11 +191,4 @@ def load_alias_map(path: str | os.PathLike[str]) -> dict[str, str]:
         data = data["aliases"]
     if not isinstance(data, dict):
         raise AliasError(f'{p}: an alias map must be a JSON object {{"new name": "old key"}}')
-    out: dict[str, str] = {}
-    for new, old in data.items():
-        if isinstance(old, dict) and isinstance(old.get("source"), str):
-            old = old["source"]
-        if not isinstance(old, str):
-            raise AliasError(f"{p}: entry {new!r} must map to an old key (a string), not {old!r}")
-        out[str(new)] = old
-    return out
+    return data

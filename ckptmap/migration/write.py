@@ -27,6 +27,7 @@ from ckptmap.errors import CorruptCheckpointError
 from ckptmap.formats.crc import crc32c_combine, unmask_crc
 from ckptmap.migration.pieces import Method, PiecePlan, TensorPlan
 from ckptmap.migration.source_crcs import SourceCrcs, piece_label, stored_entry
+from ckptmap.migration.transforms import old_box
 from ckptmap.readers.tf_bundle import Checkpoint
 from ckptmap.split import PartitionError, assemble_slice, box_of
 from ckptmap.writers.tf_bundle import BundleWriter, slice_entry_key
@@ -74,6 +75,19 @@ class PieceBytes:
         """The decoded values of stored piece ``index`` of the old key."""
         raise NotImplementedError
 
+    def old_box(self, key: str, box: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """The values of ``box`` of the old key ``key`` (CRCs checked where stored)."""
+        raise NotImplementedError
+
+    def transposed(self, tensor: TensorPlan, piece: PiecePlan) -> np.ndarray:
+        """One piece of a transposed key: the old key's matching box, transposed."""
+        import numpy as np
+
+        perm = tensor.transpose
+        assert perm is not None  # noqa: S101 -- write_tensor calls this for transposed keys only
+        box = old_box(box_of(piece.slice, tensor.shape), perm)
+        return np.ascontiguousarray(self.old_box(tensor.source, box).transpose(perm))
+
     @property
     def where(self) -> str:
         """The old source, for messages."""
@@ -102,6 +116,9 @@ class LocalBytes(PieceBytes):
     @property
     def where(self) -> str:
         return str(self.ckpt.index_path)
+
+    def old_box(self, key: str, box: tuple[tuple[int, int], ...]) -> np.ndarray:
+        return self.ckpt.read_box(key, box, verify=True)
 
     def prepare(self, tensor: TensorPlan) -> None:
         self.crcs.prepare(tensor)
@@ -184,6 +201,9 @@ class FetchedBytes(PieceBytes):
     def where(self) -> str:
         return self.ckpt.url
 
+    def old_box(self, key: str, box: tuple[tuple[int, int], ...]) -> np.ndarray:
+        return self.ckpt.read_box(key, box, verify=True)
+
     def prepare(self, tensor: TensorPlan) -> None:
         self._raw.clear()
         self._arrays.clear()
@@ -252,6 +272,9 @@ class ArrayBytes(PieceBytes):
     def assemble(self, tensor: TensorPlan, piece: PiecePlan) -> np.ndarray:
         return self.source.read_box(tensor.source, box_of(piece.slice, tensor.shape))
 
+    def old_box(self, key: str, box: tuple[tuple[int, int], ...]) -> np.ndarray:
+        return self.source.read_box(key, box)
+
 
 class Linker:
     """In ``--link`` mode: old shards taken over by the new checkpoint, by old shard id."""
@@ -297,7 +320,8 @@ def write_tensor(
 ) -> int:
     """Write one output tensor's pieces; return the bytes written."""
     written = 0
-    source.prepare(tensor)
+    if tensor.transpose is None:
+        source.prepare(tensor)
     if tensor.sliced:  # the full entry first; the data come piece by piece
         writer.add_sliced(
             tensor.key,
@@ -307,7 +331,11 @@ def write_tensor(
         )
     for piece in tensor.pieces:
         key = slice_entry_key(tensor.key, piece.slice) if piece.slice else tensor.key
-        if piece.method is Method.COPY and piece.source is not None:
+        if tensor.transpose is not None:
+            array = source.transposed(tensor, piece)
+            writer.add_array(key, array, dtype=tensor.dtype)
+            size = int(array.nbytes)
+        elif piece.method is Method.COPY and piece.source is not None:
             size = source.copy(writer, key, tensor, piece)
         elif piece.method is Method.RANGES:
             size = source.ranges(writer, key, tensor, piece)
