@@ -16,7 +16,7 @@ from typing import Any
 
 from ckptmap.errors import OutputError, UnresolvedError, UsageError
 from ckptmap.migration.assets import stage_assets
-from ckptmap.migration.object_based import write_object_graph
+from ckptmap.migration.object_based import missing_hint, write_object_graph
 from ckptmap.migration.plan import RemapPlan
 from ckptmap.migration.write import Linker, Progress, piece_bytes_for, write_tensor
 from ckptmap.storage import is_url, location_text
@@ -95,6 +95,8 @@ def refuse_unaccepted(plan: RemapPlan) -> None:
     hint = (
         "fix their sources (a shape or dtype differs; see `ckptmap check`)"
         if plan.alias.mismatched
+        else missing_hint(plan.object_graph)
+        if plan.object_graph is not None
         else (
             "add --rule or --alias-map entries (see `ckptmap check`), fill them from a"
             " checkpoint of the new model with --fill-from, or pass --allow-missing"

@@ -100,13 +100,18 @@ def missing_allowed(
     missing = [u.new_key for u in alias.unresolved if u.new_key not in done]
     if not missing:
         return allow_missing, ()
-    note = (
-        f"--allow-missing does not apply to an object-based new model: its object graph "
-        f"names all {len(missing)} key(s) with no source, so TensorFlow could not restore "
-        f"a checkpoint without them; give them the template's values with --fill-from "
-        f"{location_text(graph.template)}, or add --rule or --alias-map entries"
-    )
+    note = f"{len(missing)} key(s) with no source: {missing_hint(graph)}"
     return False, (note,)
+
+
+def missing_hint(graph: ObjectGraphCopy) -> str:
+    """What to do about keys of an object-based new model that have no source."""
+    return (
+        "--allow-missing does not apply to an object-based new model (its object graph "
+        "names every key, and TensorFlow could not restore a checkpoint without them); add "
+        "--rule or --alias-map entries (see `ckptmap check`), or give them the template's "
+        f"values with --fill-from {location_text(graph.template)}"
+    )
 
 
 def write_object_graph(
