@@ -8,6 +8,8 @@ These readers implement it:
 
 * :class:`ckptmap.readers.tf_bundle.Checkpoint`: a TensorFlow V2 checkpoint
   (tensor bundle), local or at a URL;
+* :class:`ckptmap.readers.tf_v1.V1Checkpoint`: a TensorFlow V1 checkpoint
+  (one table file per shard, no ``.index``), local, read-only;
 * :class:`ckptmap.readers.zarr_store.ZarrCheckpoint`: a zarr v3 store written
   by ``ckptmap convert``;
 * :class:`ckptmap.readers._array_source.ArraySource`: a safetensors file (or a
@@ -223,10 +225,17 @@ def open_source(path_or_url: str | os.PathLike[str], step: int | None = None) ->
         ...     source.read("global_step")
         array(50)
     """
-    from ckptmap.readers.tf_bundle import open_checkpoint
+    from ckptmap.readers.state import find_checkpoint
+    from ckptmap.readers.tf_bundle import open_found
+    from ckptmap.storage.urls import local_input
 
     try:
-        return open_checkpoint(path_or_url, step=step)
+        ref = find_checkpoint(local_input(path_or_url), step=step)
+        if ref.v1_files:
+            from ckptmap.readers.tf_v1 import open_v1
+
+            return open_v1(ref)
+        return open_found(ref)
     except MissingInputError:
         from ckptmap.readers.zarr_store import is_zarr_store
 
@@ -263,9 +272,10 @@ def _open_array_file(path: str | os.PathLike[str], step: int | None) -> Source |
 
 if TYPE_CHECKING:  # every reader satisfies the protocol (mypy checks these lines)
     from ckptmap.readers._array_source import ArraySource
+    from ckptmap.readers.tf_v1 import V1Checkpoint
     from ckptmap.readers.zarr_store import ZarrCheckpoint
 
     def _implementations(
-        a: Checkpoint, b: ZarrCheckpoint, c: ArraySource
-    ) -> tuple[Source, Source, Source]:
-        return a, b, c
+        a: Checkpoint, b: ZarrCheckpoint, c: ArraySource, d: V1Checkpoint
+    ) -> tuple[Source, Source, Source, Source]:
+        return a, b, c, d

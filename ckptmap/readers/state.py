@@ -22,7 +22,6 @@ from ckptmap.errors import (
     CorruptCheckpointError,
     InputError,
     MissingInputError,
-    UnsupportedInputError,
     UsageError,
 )
 from ckptmap.formats.state_file import (
@@ -48,6 +47,7 @@ __all__ = [
 
 INDEX_SUFFIX = ".index"
 _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5,}-of-\d{5,}$")
+V1_SHARD = re.compile(r"-(?:\?{5}|\d{5})-of-(\d{5})$")  # a sharded V1 Saver's file names
 _STEP = re.compile(r"-(\d+)$")
 _SAVED_MODEL_VARIABLES = "variables/variables"
 _EXPECTED = "(expected a model folder, a checkpoint prefix, or its .index file)"
@@ -63,12 +63,15 @@ class CheckpointRef:
         index: the ``.index`` file's bytes when finding already read them, else ``None``.
         notes: what the user should know about how it was found (a state file
             naming a path outside a moved folder, resolved to the file here).
+        v1_files: for a V1 checkpoint (one table file per shard, no ``.index``;
+            local only), the names of its files in ``location``; else empty.
     """
 
     location: Location
     prefix: str
     index: bytes | None = None
     notes: tuple[str, ...] = ()
+    v1_files: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -173,6 +176,9 @@ def find_checkpoint(
     if folder.is_local:
         if folder.exists(prefix + INDEX_SUFFIX):
             return CheckpointRef(folder, prefix)
+        v1_files = _v1_files(folder, prefix)
+        if v1_files:
+            return CheckpointRef(folder, prefix, v1_files=v1_files)
         raise _not_a_checkpoint(text, folder, name, prefix, step)
     index = _read_if_present(folder, prefix + INDEX_SUFFIX)
     if index is not None:
@@ -188,32 +194,50 @@ def _not_a_checkpoint(
             text, f"no checkpoint for step {step} at {folder.where(prefix)} {_EXPECTED}"
         )
     if isinstance(folder, LocalLocation) and folder.path(name).exists():
-        _refuse_v1(folder, name)
         return MissingInputError(text, f"not a checkpoint {_EXPECTED}")
     return MissingInputError(text, f"no such file, folder or checkpoint prefix {_EXPECTED}")
 
 
-def _refuse_v1(folder: Location, prefix: str) -> None:
-    """Raise if ``prefix`` is itself one table file: a V1 checkpoint (a single
-    ``model.ckpt-N``, no ``.index``), which TensorFlow still writes on request."""
+def _v1_files(folder: Location, prefix: str) -> tuple[str, ...]:
+    """The table files of the V1 checkpoint ``prefix`` in a local folder; empty if there is none.
+
+    ``prefix`` is the one file of a V1 checkpoint (``model.ckpt-5``), the pattern
+    a sharded V1 Saver's state file names (``model.ckpt-5-?????-of-00002``), one
+    of its shard files, or the prefix without the pattern: a shard's name stands
+    for all the shards with its count. Only files that end in a table footer count.
+    """
     if not isinstance(folder, LocalLocation):
-        return
-    path = folder.path(prefix)
+        return ()
+    match = V1_SHARD.search(prefix)
+    if match is None and _is_table(folder, prefix):
+        return (prefix,)
+    stem = prefix if match is None else prefix[: match.start()]
+    count = r"\d{5}" if match is None else match[1]
+    parent, _, base = stem.rpartition("/")
+    shard = re.compile(re.escape(base) + r"-\d{5}-of-" + count)
+    try:
+        listed = os.listdir(folder.path(parent or "."))
+    except OSError:
+        return ()
+    names = sorted(f"{parent}/{n}" if parent else n for n in listed if shard.fullmatch(n))
+    counts = {n[-5:] for n in names}
+    if len(counts) > 1:  # shards of two sharded saves: the one the name says, else none
+        return ()
+    return tuple(n for n in names if _is_table(folder, n))
+
+
+def _is_table(folder: LocalLocation, name: str) -> bool:
+    """Whether the file ``name`` ends in a table footer (without reading more than that)."""
+    path = folder.path(name)
     try:
         with os.fdopen(open_input(path, folder.root), "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if size < FOOTER_SIZE:
-                return
+                return False
             file.seek(size - 8)
-            magic = int.from_bytes(file.read(8), "little")
+            return int.from_bytes(file.read(8), "little") == TABLE_MAGIC
     except (InputError, OSError):
-        return
-    if magic == TABLE_MAGIC:
-        raise UnsupportedInputError(
-            f"{path}: is a TensorFlow V1 checkpoint (one file, no .index), which ckptmap "
-            "does not read yet; re-save it as V2 with TensorFlow (restore it with "
-            "tf.compat.v1.train.Saver() and save again: V2 is the default)"
-        )
+        return False
 
 
 def _read_if_present(location: Location, name: str) -> bytes | None:
@@ -257,7 +281,9 @@ def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
     if isinstance(folder, LocalLocation) and _outside(folder, stored):
         notes = (f"checkpoint state file names {stored}; using ./{prefix} in this folder",)
     if folder.is_local and not folder.exists(prefix + INDEX_SUFFIX):
-        _refuse_v1(folder, prefix)
+        v1_files = _v1_files(folder, prefix)
+        if v1_files:
+            return CheckpointRef(folder, prefix, notes=notes, v1_files=v1_files)
         raise MissingInputError(
             folder.where(prefix + INDEX_SUFFIX),
             f"listed in {state_where} but missing (copy the checkpoint's files "
@@ -324,7 +350,11 @@ def _name_in_folder(state_where: str, folder: Location, stored: str) -> str:
         # a moved or copied folder (TensorFlow writes absolute paths): the checkpoint
         # of that name here, never the file out there (which is not even looked at)
         here = Path(stored.replace("\\", "/")).name
-        if Path(stored).is_absolute() and here and folder.exists(here + INDEX_SUFFIX):
+        if (
+            Path(stored).is_absolute()
+            and here
+            and (folder.exists(here + INDEX_SUFFIX) or _v1_files(folder, here))
+        ):
             return here
         raise CorruptCheckpointError(
             state_where,

@@ -27,14 +27,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.errors import MissingInputError, UsageError
+from ckptmap.errors import MissingInputError, UnsupportedInputError, UsageError
 from ckptmap.readers._bundle_index import BundleIndex, TensorEntry
 from ckptmap.readers._bundle_shards import ShardFiles
 from ckptmap.readers._bundle_values import decode_values, verify_bytes
 from ckptmap.readers._table import Table, decode_index
 from ckptmap.readers.assets import Asset, list_assets
 from ckptmap.readers.source import check_box
-from ckptmap.readers.state import INDEX_SUFFIX, find_checkpoint
+from ckptmap.readers.state import INDEX_SUFFIX, CheckpointRef, find_checkpoint
 from ckptmap.split import box_of, intersect
 from ckptmap.storage.urls import local_input
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ckptmap.split import SliceSpec
     from ckptmap.storage import Location
 
-__all__ = ["Checkpoint", "TensorEntry", "open_checkpoint"]
+__all__ = ["Checkpoint", "TensorEntry", "open_checkpoint", "open_found"]
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) -> Checkpoint:
@@ -75,7 +75,24 @@ def open_checkpoint(path: str | os.PathLike[str], *, step: int | None = None) ->
         >>> ckpt.read("global_step")  # doctest: +SKIP
         array(50)
     """
-    ref = find_checkpoint(local_input(path), step=step)
+    return open_found(find_checkpoint(local_input(path), step=step))
+
+
+def open_found(ref: CheckpointRef) -> Checkpoint:
+    """Open the V2 checkpoint that :func:`~ckptmap.readers.state.find_checkpoint` found.
+
+    Raises:
+        MissingInputError: if its index is missing.
+        CorruptCheckpointError: if the index is damaged.
+        UnsupportedInputError: if it is a V1 checkpoint (read by
+            :func:`~ckptmap.readers.source.open_source`) or the index uses a
+            feature ckptmap cannot read.
+    """
+    if ref.v1_files:
+        raise UnsupportedInputError(
+            f"{ref.location.where(ref.prefix)}: is a TensorFlow V1 checkpoint (one file, no "
+            ".index); open it with ckptmap.open_source, which reads V1 as well"
+        )
     index_name = ref.prefix + INDEX_SUFFIX
     where = ref.location.where(index_name)
     data = ref.index

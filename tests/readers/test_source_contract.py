@@ -251,3 +251,22 @@ def test_step_with_a_zarr_store_is_a_usage_error(tmp_path: Path) -> None:
     convert(FIXTURES / "dtype_zoo" / "zoo", store)
     with pytest.raises(UsageError, match="--step picks a checkpoint in a model folder"):
         open_source(store, step=1)
+
+
+class TestV1Checkpoint(SourceContract):
+    """A TensorFlow V1 checkpoint (one table file; two for the sharded one)."""
+
+    FORMAT = "tf-v1"
+    COPIES_BYTES = False
+
+    @pytest.fixture(params=["tf1_v1", "tf1_v1_sharded"])
+    def golden_id(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def golden(self, golden_id: str) -> Golden:
+        return load_golden(FIXTURES / "golden_v1" / golden_id / "model.ckpt-3.json")
+
+    @pytest.fixture
+    def location(self, golden_id: str) -> str:
+        return str(FIXTURES / golden_id)
