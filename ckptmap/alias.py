@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 import os
 import re
 from collections import defaultdict
@@ -416,18 +417,37 @@ class _Planner:
         self.notes: dict[str, str] = {}
         self.dropped: list[Dropped] = []
         self.dropped_keys: set[str] = set()
-        self.by_strip: dict[str, list[str]] = defaultdict(list)
-        self.by_norm: dict[str, list[str]] = defaultdict(list)
-        self.by_sig: dict[tuple[int, tuple[int, ...]], list[str]] = defaultdict(list)
-        self.old_norm: dict[str, str] = {}
         self._use_counts: dict[str, int] | None = None
         self.structure = Structure()
         self._orders: dict[tuple[int, tuple[int, ...]], tuple[list[tuple[str, str]], ...]] = {}
+
+    # -- indexes of the old keys, built on first use (a model whose keys all
+    # match by name needs none of them)
+
+    @functools.cached_property
+    def by_strip(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = defaultdict(list)
+        for key in self.old:
+            index[strip_partition(node_name(key))].append(key)
+        return index
+
+    @functools.cached_property
+    def old_norm(self) -> dict[str, str]:
+        return {key: normalize_name(key) for key in self.old}
+
+    @functools.cached_property
+    def by_norm(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = defaultdict(list)
+        for key, norm in self.old_norm.items():
+            index[norm].append(key)
+        return index
+
+    @functools.cached_property
+    def by_sig(self) -> dict[tuple[int, tuple[int, ...]], list[str]]:
+        index: dict[tuple[int, tuple[int, ...]], list[str]] = defaultdict(list)
         for key, spec in self.old.items():
-            self.by_strip[strip_partition(node_name(key))].append(key)
-            self.old_norm[key] = normalize_name(key)
-            self.by_norm[self.old_norm[key]].append(key)
-            self.by_sig[(spec.dtype.enum, tuple(spec.shape))].append(key)
+            index[(spec.dtype.enum, tuple(spec.shape))].append(key)
+        return index
 
     # -- bookkeeping
 
