@@ -241,7 +241,7 @@ def _disagreement(new: TensorSpec, old: TensorSpec) -> str | None:
     """Why ``old`` cannot feed ``new`` (dtype or full shape), or None if it can."""
     if new.dtype.enum != old.dtype.enum:
         return f"dtype {old.dtype.name} in the checkpoint, {new.dtype.name} in the model"
-    if tuple(new.shape) != tuple(old.shape):
+    if not new.dynamic and tuple(new.shape) != tuple(old.shape):
         return f"shape {list(old.shape)} in the checkpoint, {list(new.shape)} in the model"
     return None
 
@@ -601,6 +601,9 @@ class _Planner:
 
     def match_by_name(self, key: str) -> None:
         """Exact, then partition-merged, then de-duplicated scopes, then built-in rules."""
+        if key in self.old and self.fits(key, key) is None:  # the first step, without the rest
+            self.accept(key, key, EXACT)
+            return
         base = strip_partition(node_name(key))
         steps: list[tuple[str, list[str], str]] = [
             (EXACT, [key] if key in self.old else [], ""),
