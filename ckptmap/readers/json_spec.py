@@ -151,12 +151,28 @@ def _check_depth(text: str, where: str) -> None:
     """
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    brackets = _NOT_BRACKET.sub("", _outside_strings(text))
     if max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH:
         raise GraphError(
             f"{where}: brackets are nested more than {MAX_DEPTH} levels deep; a model spec "
             f"needs 5 ({_FIX})"
         )
+
+
+def _outside_strings(text: str) -> str:
+    """``text`` with its JSON strings cut out (what ``_STRING.sub("", text)`` gives).
+
+    Without a backslash no string holds a quote, so the strings are what lies
+    between the 1st and 2nd quote, the 3rd and 4th, ...: a split on quotes, much
+    faster than the regular expression on a large spec.
+    """
+    if "\\" in text:
+        return _STRING.sub("", text)
+    pieces = text.split('"')
+    outside = pieces[0::2]
+    if len(pieces) % 2 == 0:  # an odd number of quotes: the last one opens no string
+        outside.append('"' + pieces[-1])
+    return "".join(outside)
 
 
 def model_spec_from_keys(

@@ -463,3 +463,16 @@ def test_plain_and_partitioned_entries_read_alike() -> None:
     assert spec.keys["é/ü"] == TensorSpec("é/ü", dtype_from_name("int64"), (3,))
     assert spec.variables["t"].trainable is False
     assert spec.variables["ok"].trainable is True
+
+
+def test_strings_are_cut_out_as_the_regular_expression_cuts_them() -> None:
+    """The quote-split fast path of the nesting check agrees with the string pattern."""
+    import random
+
+    from ckptmap.readers.json_spec import _STRING, _outside_strings
+
+    rng = random.Random(0)
+    for _ in range(5000):
+        text = "".join(rng.choice('"[]{}a,:\\ \n') for _ in range(rng.randrange(30)))
+        for variant in (text, text.replace("\\", "")):
+            assert _outside_strings(variant) == _STRING.sub("", variant), repr(variant)
