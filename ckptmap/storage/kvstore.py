@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,8 @@ from ckptmap.errors import (
 )
 from ckptmap.storage.io import count_io
 from ckptmap.storage.location import Location
-from ckptmap.storage.urls import kvstore_spec
+from ckptmap.storage.retry import retries_exhausted
+from ckptmap.storage.store_config import open_kvstore, store_spec
 
 if TYPE_CHECKING:
     import tensorstore
@@ -33,31 +33,9 @@ __all__ = ["KvLocation", "translate_error"]
 READ_PART_BYTES = 64 << 20  # a longer range is fetched as concurrent parts of this size
 MAX_IN_FLIGHT_BYTES = 256 << 20  # bytes requested at once by read_ranges
 COALESCE_GAP_BYTES = 4096  # ranges this close are fetched as one request
-RETRIES = {"max_retries": 4, "initial_delay": "0.2s", "max_delay": "2s"}  # per request
 _STATUS = re.compile(r"^(?P<code>[A-Z_]+): (?P<detail>.*)$", re.DOTALL)
 _NOISE = re.compile(r"\s*\[[a-z_]+='.*?'\]", re.DOTALL)  # tensorstore's payload annotations
 _SIZE = re.compile(r"value of size (\d+)")
-
-
-_CONTEXT: tensorstore.Context | None = None
-_CONTEXT_LOCK = threading.Lock()
-
-
-def _context() -> tensorstore.Context:
-    """One tensorstore context for the process: ``memory://`` stores live as long as it does."""
-    global _CONTEXT
-    with _CONTEXT_LOCK:
-        if _CONTEXT is None:
-            import tensorstore as ts
-
-            _CONTEXT = ts.Context(
-                {
-                    "http_request_retries": RETRIES,
-                    "gcs_request_retries": RETRIES,
-                    "s3_request_retries": RETRIES,
-                }
-            )
-        return _CONTEXT
 
 
 class KvLocation(Location):
@@ -72,7 +50,7 @@ class KvLocation(Location):
 
     def __init__(self, url: str) -> None:
         self.url = url if url.endswith("/") else url + "/"
-        self.spec = kvstore_spec(self.url)
+        self.spec = store_spec(self.url)  # the store settings in force (endpoint, credentials)
         self._store: tensorstore.KvStore | None = None
 
     def __repr__(self) -> str:
@@ -82,10 +60,8 @@ class KvLocation(Location):
     def store(self) -> tensorstore.KvStore:
         """The open kvstore (opened on first use)."""
         if self._store is None:
-            import tensorstore as ts
-
             try:
-                self._store = ts.KvStore.open(self.spec, context=_context()).result()
+                self._store = open_kvstore(self.spec)
             except ValueError as err:
                 raise translate_error(err, self.url) from None
         return self._store
@@ -197,7 +173,9 @@ class KvLocation(Location):
         except ValueError as err:
             raise translate_error(err, self.where(prefix)) from None
         count_io(read=0)
-        return sorted(k.decode("utf-8", "surrogateescape") for k in keys)
+        names = (k.decode("utf-8", "surrogateescape") for k in keys)
+        # filtered here too: some servers (the GCS emulator) ignore the listing's key range
+        return sorted(n for n in names if n.startswith(prefix))
 
     def write(self, name: str, data: bytes | memoryview) -> None:
         try:
@@ -291,6 +269,12 @@ def translate_error(
         return OutputError(text) if output else InputError(text)
     if code == "NOT_FOUND" and not output:
         return MissingInputError(where, f"not found ({detail})")
+    exhausted = retries_exhausted(detail)
+    if exhausted is not None:  # tensorstore retried (ckptmap's RetryPolicy) and gave up
+        text = f"{where}: the store {exhausted}"
+        if "CURL error" in detail:
+            text = f"{where}: cannot reach the store ({exhausted}; check the URL and the network)"
+        return OutputError(text) if output else InputError(text)
     if "CURL error" in detail or code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"):
         text = f"{where}: cannot reach the store ({detail}; check the URL and the network)"
         return OutputError(text) if output else InputError(text)
