@@ -23,6 +23,7 @@ _COMMANDS = {
     "alias": ("ckptmap.cli.remap_cmd", "alias_command"),
     "config": ("ckptmap.cli.config_cmd", "config_command"),
     "convert": ("ckptmap.cli.convert_cmd", "convert_command"),
+    "diff": ("ckptmap.cli.diff_cmd", "diff_command"),
 }
 
 

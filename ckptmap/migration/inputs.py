@@ -123,7 +123,7 @@ class PlanInputs:
             return {}
         if isinstance(self.alias_map, Mapping):
             return transposes_of(self.alias_map, "alias map")
-        return transposes_of(_alias_entries(Path(self.alias_map)), str(self.alias_map))
+        return transposes_of(load_alias_entries(Path(self.alias_map)), str(self.alias_map))
 
     @property
     def alias_map_file(self) -> Path | None:
@@ -157,12 +157,17 @@ def load_alias_map(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     p = Path(path)
     return {
-        str(new): parse_entry(str(p), str(new), old)[0] for new, old in _alias_entries(p).items()
+        str(new): parse_entry(str(p), str(new), old)[0]
+        for new, old in load_alias_entries(p).items()
     }
 
 
-def _alias_entries(p: Path) -> dict[str, Any]:
-    """The entries of the alias map file ``p``, not yet checked (errors as ``load_alias_map``)."""
+def load_alias_entries(p: Path) -> dict[str, Any]:
+    """The raw entries of the alias map file ``p`` (``ckptmap diff`` parses them too).
+
+    Raises:
+        MissingInputError, AliasError: as :func:`load_alias_map`.
+    """
     try:
         size = p.stat().st_size
         if size > MAX_ALIAS_MAP_BYTES:

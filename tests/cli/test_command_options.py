@@ -124,7 +124,7 @@ def _click_options(name: str) -> set[str]:
     } - {"config"}
 
 
-@pytest.mark.parametrize("name", ["inspect", "check", "remap", "alias", "convert"])
+@pytest.mark.parametrize("name", ["inspect", "check", "remap", "alias", "convert", "diff"])
 def test_config_show_lists_every_option_of_the_command(name: str) -> None:
     shown: dict[str, Any] = json.loads(_run("config", "show", "--json", name).stdout)
     assert shown["command"] == name

@@ -385,7 +385,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
         "--new-graph",
         "CKPTMAP_NEW_GRAPH",
     )
-    assert set(COMMAND_OPTIONS) == {"inspect", "check", "remap", "alias", "convert"}
+    assert set(COMMAND_OPTIONS) == {"inspect", "check", "remap", "alias", "convert", "diff"}
 
 
 @pytest.mark.parametrize(

@@ -162,7 +162,14 @@ def test_show_all_commands_and_group_level_options(tmp_path: Path) -> None:
     result = _run("config", "show", "--config", str(config), "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert [item["command"] for item in data] == ["inspect", "check", "remap", "alias", "convert"]
+    assert [item["command"] for item in data] == [
+        "inspect",
+        "check",
+        "remap",
+        "alias",
+        "convert",
+        "diff",
+    ]
     assert data[0]["options"]["stats"] == {"value": True, "source": f"config:{config}"}
     # --config and --json given to `show` apply to the command below it.
     result = _run("config", "show", "--config", str(config), "--json", "inspect")
