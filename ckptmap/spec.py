@@ -25,12 +25,23 @@ class TensorSpec:
         shape: its full shape.
         slices: for a partitioned variable, its slices (stored slices for a
             checkpoint, requested slices for a model); empty for a whole tensor.
+        dynamic: a model key that takes a tensor of any shape (``shape`` is
+            then ``()`` and means nothing): one the model's Saver restores into
+            something other than a variable, such as a lookup table's import op,
+            whose size is the data's. It is matched by name and dtype, and the
+            old tensor is written as it is.
     """
 
     key: str
     dtype: DType
     shape: tuple[int, ...]
     slices: tuple[SliceSpec, ...] = ()
+    dynamic: bool = False
+
+    def accepts(self, old: TensorSpec) -> bool:
+        """Whether the stored tensor ``old`` can be restored as this key: the same
+        dtype, and the same full shape unless this key takes any shape."""
+        return self.dtype.enum == old.dtype.enum and (self.dynamic or self.shape == old.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,9 @@ class ModelSpec:
             Monolith-style model), 1 for a plain one; 0 when unknown.
         template: when the spec was read from a checkpoint of the new model
             (a template), that checkpoint's prefix or URL; empty otherwise.
+        restored_into: for each key the Saver restores into something other
+            than a variable, what that is (``lookup table 'word_ids'
+            (MutableHashTableV2)``); such a key is ``dynamic`` when whole.
     """
 
     keys: dict[str, TensorSpec]
@@ -76,6 +90,7 @@ class ModelSpec:
     source: str = ""
     save_shards: int = 0
     template: str = ""
+    restored_into: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_parts(

@@ -199,12 +199,13 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
             args = (key, match.old_key, match.reason, new.dtype, new.shape, new.slices, perm)
             tensors.append(plan_transposed(*args))
             continue
-        if new.shape != src.shape or new.dtype.enum != src.dtype.enum:
+        if not new.accepts(src):
             continue  # listed in alias.mismatched
+        shape = src.shape if new.dynamic else new.shape  # a table's data: as they are
         try:
             tensors.append(
                 plan_tensor(
-                    key, match.old_key, match.reason, new.dtype, new.shape, new.slices, src.slices
+                    key, match.old_key, match.reason, new.dtype, shape, new.slices, src.slices
                 )
             )
         except (PartitionError, SliceSpecError) as err:

@@ -43,6 +43,7 @@ VARIABLE_OPS = frozenset({"VariableV2", "VarHandleOp", "Variable"})  # §9.2
 RESTORE_OP = "RestoreV2"  # §9.4
 IDENTITY_OP = "Identity"
 ASSIGN_OPS = frozenset({"Assign", "AssignVariableOp"})
+TABLE_IMPORT_OPS = frozenset({"LookupTableImportV2", "LookupTableImport"})
 EDGE_OPS = ASSIGN_OPS | {IDENTITY_OP}
 DEFAULT_SAVER = "save"  # the name scope tf.compat.v1.train.Saver() takes first
 GLOBAL_STEP = "global_step"
@@ -335,14 +336,21 @@ def _spec_from_saver(
     slices = {key: _key_slices(where, key, items) for key, items in by_key.items()}
 
     var_nodes = {name: source.node(name) for name in variables}
-    links = _follow_edges(source, scope, {r.output for r in restored}, var_nodes)
+    links, users = _follow_edges(source, scope, {r.output for r in restored}, var_nodes)
     assigned = _assign_variables(where, by_key, slices, links, var_nodes)
 
     keys: list[TensorSpec] = []
     graph_vars: list[GraphVariable] = []
+    restored_into: dict[str, str] = {}
     for key, items in by_key.items():
         dtype = dtype_from_enum(items[0].dtype, where=f"{where}: key {key!r}")
         key_slices = slices[key]
+        consumer = next((u for item in items for u in users.get(item.output, ())), None)
+        if consumer is not None and not any(assigned.get(item.output) for item in items):
+            restored_into[key] = _describe_consumer(source, consumer)
+            if not key_slices:  # its size is the data's: any shape
+                keys.append(TensorSpec(key, dtype, (), dynamic=True))
+                continue
         if key_slices:
             shape = key_slices[0].full_shape
         else:
@@ -356,7 +364,7 @@ def _spec_from_saver(
                 for var in assigned.get(item.output, ())
             )
     model = ModelSpec.from_parts(keys, graph_vars, source=where)
-    return replace(model, save_shards=len(restores))
+    return replace(model, save_shards=len(restores), restored_into=restored_into)
 
 
 def _read_restore(source: NodeSource, name: str) -> list[_Restored]:
@@ -443,39 +451,67 @@ def _check_slices(where: str, key: str, specs: list[SliceSpec]) -> None:
 
 def _follow_edges(
     source: NodeSource, scope: str, outputs: set[str], var_nodes: Mapping[str, GraphNode]
-) -> dict[str, list[str]]:
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Map each restored output (``save/RestoreV2:k``) to the variables it is assigned to.
 
-    Only ``Identity``, ``Assign`` and ``AssignVariableOp`` nodes inside the Saver's
-    name scope are read: that is where the Saver puts its restore ops.
+    Only nodes inside the Saver's name scope are read: that is where the Saver
+    puts its restore ops. Besides ``Identity``, ``Assign`` and
+    ``AssignVariableOp``, the other ops there that read a restored output (a
+    lookup table's ``LookupTableImportV2``, another saveable's restore) are
+    returned too.
+
+    Returns:
+        ``(variables, users)``: per restored output, the variables it is
+        assigned to, and the other nodes that take it.
     """
     prefix = f"{scope}/" if scope else ""
     consumers: dict[str, list[str]] = {}  # tensor -> Identity nodes reading it
     assigned_from: dict[str, list[str]] = {}  # tensor -> variables assigned its value
+    taken_by: dict[str, list[str]] = {}  # tensor -> other nodes reading it
     for name, op in source.ops().items():
-        if op not in EDGE_OPS or not name.startswith(prefix):
+        if not name.startswith(prefix) or op in (RESTORE_OP, "Const", "NoOp"):
             continue
         data = [i for i in source.inputs(name) if not i.startswith("^")]
-        if op == IDENTITY_OP and data:
+        if op not in EDGE_OPS:
+            for tensor in data:
+                taken_by.setdefault(_output_name(tensor), []).append(name)
+        elif op == IDENTITY_OP and data:
             consumers.setdefault(_output_name(data[0]), []).append(name)
         elif op in ASSIGN_OPS and len(data) >= 2:
             target = tensor_node(data[0])
             if target in var_nodes:
                 assigned_from.setdefault(_output_name(data[1]), []).append(target)
     links: dict[str, list[str]] = {}
+    users: dict[str, list[str]] = {}
     for output in outputs:
         found: list[str] = []
+        others: list[str] = []
         frontier = [output]
         for _ in range(_MAX_CHAIN):
             following: list[str] = []
             for tensor in frontier:
                 found.extend(v for v in assigned_from.get(tensor, ()) if v not in found)
+                others.extend(n for n in taken_by.get(tensor, ()) if n not in others)
                 following.extend(f"{n}:0" for n in consumers.get(tensor, ()))
             if not following:
                 break
             frontier = following
         links[output] = found
-    return links
+        if others:
+            users[output] = others
+    return links, users
+
+
+def _describe_consumer(source: NodeSource, name: str) -> str:
+    """What a restored tensor goes into: ``lookup table 'word_ids' (MutableHashTableV2)``."""
+    op = source.ops()[name]
+    if op in TABLE_IMPORT_OPS:
+        data = [i for i in source.inputs(name) if not i.startswith("^")]
+        table = tensor_node(data[0]) if data else ""
+        table_op = source.ops().get(table)
+        if table_op is not None:
+            return f"lookup table {table!r} ({table_op})"
+    return f"{op} op {name!r}"
 
 
 def _assign_variables(
