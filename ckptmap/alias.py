@@ -449,6 +449,13 @@ class _Planner:
             index[(spec.dtype.enum, tuple(spec.shape))].append(key)
         return index
 
+    def pool(self, spec: TensorSpec) -> list[str]:
+        """The old keys that could feed ``spec``: same shape and dtype (any shape for a
+        dynamic key, such as a lookup table's)."""
+        if spec.dynamic:
+            return [k for k, old in self.old.items() if old.dtype.enum == spec.dtype.enum]
+        return self.by_sig.get((spec.dtype.enum, tuple(spec.shape)), [])
+
     # -- bookkeeping
 
     def pending_keys(self) -> list[str]:
@@ -752,7 +759,7 @@ class _Planner:
         """Plausible sources, then old keys placed alike by scope, then similar names."""
         spec = self.new.keys[key]
         sig = (spec.dtype.enum, tuple(spec.shape))
-        pool = self.by_sig.get(sig, [])
+        pool = self.pool(spec)
         plausible = self.plausible.get(key, [])
         target = normalize_name(key)
         used = self.use_counts()
@@ -768,7 +775,7 @@ class _Planner:
                 first.append(Candidate(old_key, score, f"{why}; {_why(spec, used[old_key])}"))
         if len(pool) > _PRESELECT and key in self.structure.pairings and not plausible:
             return first  # the structure answers; no name similarity over a big pool
-        if len(pool) > _PRESELECT:
+        if len(pool) > _PRESELECT and not spec.dynamic:
             pool = self.neighbours(sig, target)
         names = {o: self.old_norm[o] for o in pool if o not in seen}
         scored = _most_similar(target, names, MAX_CANDIDATES - len(first))
@@ -815,7 +822,6 @@ class _Planner:
     def unresolved(self, key: str) -> Unresolved:
         """The report of one key with no source: candidates, a confident fix, and why."""
         spec = self.new.keys[key]
-        sig = (spec.dtype.enum, tuple(spec.shape))
         cands = self.candidates(key)
         rule = entry = None
         why = ""
@@ -831,13 +837,13 @@ class _Planner:
         elif (same := self.same_normalised(key, cands)) is not None:
             entry, rule = (key, same), suggest_rule(key, same)
             why = f"no old key of this name; {same} is the one with the same normalised name"
-        elif not self.by_sig.get(sig):
-            why = "no old key of this shape and dtype"
+        elif not self.pool(spec):
+            why = f"no old key of this {'dtype' if spec.dynamic else 'shape and dtype'}"
         elif cands:
             best = ", ".join(f"{c.old_key} ({c.score:.2f})" for c in cands[:2])
             why = f"no confident candidate; best: {best}"
         else:
-            names = {o: self.old_norm[o] for o in self.by_sig[sig]}
+            names = {o: self.old_norm[o] for o in self.pool(spec)}
             (o, score), *_ = _most_similar(normalize_name(key), names, 1)
             why = (
                 f"no confident candidate; best: {o} ({score:.2f}, below the"
@@ -886,7 +892,11 @@ class _Planner:
 
 
 def _why(spec: TensorSpec, uses: int) -> str:
-    shape = f"same shape {list(spec.shape)} and dtype {spec.dtype.name}"
+    shape = (
+        f"same dtype {spec.dtype.name} (any shape)"
+        if spec.dynamic
+        else f"same shape {list(spec.shape)} and dtype {spec.dtype.name}"
+    )
     return f"{shape}; already feeds {uses} key(s)" if uses else f"{shape}; unused"
 
 

@@ -109,8 +109,16 @@ def test_remap_with_a_rule_renames_table_keys(model: Path, tmp_path: Path) -> No
             ]
 
     _edit_meta(meta, rename)
-    result = _run("check", "--old", model, "--new-graph", meta)
+    result = _run("check", "--old", model, "--new-graph", meta, "--json")
     assert result.exit_code != 0
+    candidates = {
+        u["new_key"]: [(c["old_key"], c["why"]) for c in u["candidates"]]
+        for u in json.loads(result.stdout)["unresolved"]
+    }
+    assert candidates == {  # by dtype, whatever the shape
+        f"vocab/{k}": [(k, f"same dtype {dtype} (any shape); unused")]
+        for k, (dtype, _) in TABLE_KEYS.items()
+    }
     out = tmp_path / "out"
     result = _run(
         "remap",
