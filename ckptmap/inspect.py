@@ -13,12 +13,13 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import InputError, UsageError
 from ckptmap.readers.assets import Asset
+from ckptmap.readers.graph import restored_beside
 from ckptmap.readers.source import Source, can_copy_bytes, open_source
 from ckptmap.storage import STAGING_PREFIX, IoCounter, is_url, location_text, measure_io
 
@@ -88,6 +89,9 @@ class TensorInfo:
         slice_shards: the data file of each slice, parallel to ``slices``.
         stats: its value statistics, when asked for (``None`` for strings and
             complex numbers, or when not asked for).
+        restored_into: what the checkpoint's own graph (its ``.meta``, or its
+            SavedModel's ``saved_model.pb``) restores it into when that is not
+            a variable (``lookup table 'word_ids' (MutableHashTableV2)``); else ``None``.
     """
 
     name: str
@@ -98,6 +102,7 @@ class TensorInfo:
     slices: tuple[str, ...] = ()
     slice_shards: tuple[int, ...] = ()
     stats: TensorStats | None = None
+    restored_into: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ class InspectReport:
             written by ``ckptmap convert``.
         notes: how the checkpoint was found, worth telling the user (a moved
             folder's state file resolved to the checkpoint here).
+        graph: the checkpoint's own graph that said which tensors it restores
+            into something other than a variable (``restored_into``), if any.
     """
 
     prefix: Path
@@ -137,6 +144,7 @@ class InspectReport:
     io: IoCounter = field(default_factory=IoCounter, compare=False)
     format: str = "tf"
     notes: tuple[str, ...] = ()
+    graph: Path | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -157,6 +165,8 @@ class InspectReport:
             }
             if self.with_stats:
                 item["stats"] = None if t.stats is None else t.stats.to_json()
+            if t.restored_into is not None:
+                item["restored_into"] = t.restored_into
             tensors.append(item)
         return {
             "checkpoint": {
@@ -255,6 +265,9 @@ def inspect_checkpoint(
             specs = source.specs()
             infos = tuple(_describe_array(source, specs[key], stats=stats) for key in keys)
             prefix, index = Path(source.url), Path(source.where)
+        graph, restored = restored_beside(source.url)
+        if restored:
+            infos = tuple(replace(i, restored_into=restored.get(i.name)) for i in infos)
         return InspectReport(
             prefix=prefix,
             index=index,
@@ -270,6 +283,7 @@ def inspect_checkpoint(
             io=io,
             format=source.format,
             notes=source.notes,
+            graph=graph if restored else None,
         )
 
 

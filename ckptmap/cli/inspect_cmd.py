@@ -106,6 +106,11 @@ def _print_report(report: InspectReport) -> None:
             row += _stats_cells(t)
         table.add_row(*row)
     print_table(table)
+    restored = [t for t in report.tensors if t.restored_into is not None]
+    if restored:
+        console.print(f"Restored by {report.graph} into something other than a variable:")
+        for t in restored:
+            console.print(f"  {display_key(t.name)}: {t.restored_into}", markup=False)
     if report.verified:
         console.print("CRC32C: every tensor matches its stored checksum.")
     if report.assets:

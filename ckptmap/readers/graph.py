@@ -26,7 +26,7 @@ from typing import TypeVar
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError, Message
 
-from ckptmap.errors import GraphError, MissingInputError, UsageError
+from ckptmap.errors import CkptmapError, GraphError, MissingInputError, UsageError
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._graphdef import MetaFacts, NodeSource, build_model_spec
 from ckptmap.readers._graphproto import ProtoNodes, meta_facts
@@ -117,6 +117,48 @@ def read_model_spec(
     if name.endswith(_TEXT_SUFFIXES) or (not name.endswith(".pb") and _looks_like_text(path)):
         return _read_text(path, saver, fast)
     return _read_binary_graph(path, saver)
+
+
+def graph_beside(checkpoint: str) -> Path | None:
+    """The graph saved with a local checkpoint prefix, if there is one.
+
+    A SavedModel's ``variables/variables`` has the SavedModel's ``saved_model.pb``;
+    a TF1 Saver writes ``<prefix>.meta`` next to each checkpoint.
+    """
+    if is_url(checkpoint):
+        return None
+    prefix = Path(checkpoint)
+    saved_model = prefix.parent.parent / SAVED_MODEL_PB
+    if prefix.parts[-2:] == ("variables", "variables") and saved_model.is_file():
+        return saved_model
+    meta = Path(f"{prefix}.meta")
+    return meta if meta.is_file() else None
+
+
+def restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
+    """Which keys of a local checkpoint its own graph restores into something other than
+    a variable (lookup tables, other saveables), and what into.
+
+    The graph is opened like the checkpoint's files: a regular file, links
+    followed only inside its folder.
+
+    Returns:
+        The graph read (:func:`graph_beside`) and ``ModelSpec.restored_into`` of
+        it; ``(None, {})`` without a graph, or if the graph cannot be read (its
+        problems are for ``check`` to report, not for a listing).
+    """
+    graph = graph_beside(checkpoint)
+    if graph is None:
+        return None, {}
+    try:
+        if graph.name == SAVED_MODEL_PB:
+            spec = _read_saved_model(graph, None, graph.parent)
+        else:
+            meta = _parse_binary(graph, ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef", graph.parent)
+            spec = _from_meta(meta, str(graph), None)
+    except CkptmapError:
+        return None, {}
+    return graph, spec.restored_into
 
 
 # ---------------------------------------------------------------------------

@@ -88,6 +88,31 @@ def test_remap_copies_the_tables_as_they_are(model: Path, graph: Path, tmp_path:
     _assert_golden_values(out)
 
 
+@pytest.mark.parametrize("where", ["folder", "saved_model"])
+def test_inspect_marks_what_the_graph_restores_into_tables(model: Path, where: str) -> None:
+    """With the checkpoint's own graph beside it (.meta, or the SavedModel's)."""
+    target = model if where == "folder" else model / "saved_model"
+    result = _run("inspect", target, "--json")
+    assert result.exit_code == 0, result.output
+    marked = {t["name"]: t.get("restored_into") for t in json.loads(result.stdout)["tensors"]}
+    assert marked == {
+        "embed/w": None,
+        "global_step": None,
+        **{k: what for k, (_, what) in TABLE_KEYS.items()},
+    }
+    text = _run("inspect", target).stdout
+    graph = model / ("model.ckpt-1.meta" if where == "folder" else "saved_model/saved_model.pb")
+    assert f"Restored by {graph} into something other than a variable:\n" in text
+    assert "  word_ids-keys: lookup table 'word_ids' (MutableHashTableV2)\n" in text
+
+
+def test_inspect_without_its_graph_marks_nothing(model: Path) -> None:
+    (model / "model.ckpt-1.meta").unlink()
+    result = _run("inspect", model, "--json")
+    assert result.exit_code == 0, result.output
+    assert all("restored_into" not in t for t in json.loads(result.stdout)["tensors"])
+
+
 def _edit_meta(meta: Path, change: Any) -> None:
     """Rewrite the TF-written MetaGraphDef with ``change(node)`` applied to the Saver's nodes."""
     message = ckptmap_tf_pb2.MetaGraphDef.FromString(meta.read_bytes())
