@@ -74,6 +74,8 @@ def _print_report(report: InspectReport) -> None:
     shards = "1 data file" if report.num_shards == 1 else f"{report.num_shards} data files"
     if report.format == "zarr3":
         console.print(f"zarr3 store {report.url or report.prefix} (written by ckptmap convert)")
+    elif report.format == "tf-v1":
+        console.print(f"TensorFlow V1 checkpoint {report.url or report.prefix} ({byte_order})")
     else:
         console.print(f"Checkpoint {report.url or report.prefix} ({shards}, {byte_order})")
     from rich.table import Table
@@ -111,7 +113,9 @@ def _print_report(report: InspectReport) -> None:
         console.print(f"Restored by {report.graph} into something other than a variable:")
         for t in restored:
             console.print(f"  {display_key(t.name)}: {t.restored_into}", markup=False)
-    if report.verified:
+    if report.verified and report.format == "tf-v1":
+        console.print("Every table block matches its CRC32C and every record decodes.")
+    elif report.verified:
         console.print("CRC32C: every tensor matches its stored checksum.")
     if report.assets:
         assets = Table(title="Assets", title_justify="left", box=None, header_style="bold")

@@ -81,6 +81,14 @@ def test_inspect_json_lists_what_tensorflow_lists(
     assert doc["checkpoint"]["format"] == "tf-v1"
 
 
+def test_inspect_text_says_v1(folder: Path, golden: Golden) -> None:
+    result = _run("inspect", folder, "--verify")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"TensorFlow V1 checkpoint {folder / golden.prefix.name} (little-endian)"
+    assert lines[-1] == "Every table block matches its CRC32C and every record decodes."
+
+
 def test_values_equal_tensorflows(folder: Path, golden: Golden) -> None:
     _assert_values(folder, golden)
     with open_source(folder) as source:
