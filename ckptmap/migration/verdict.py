@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
 PARTIAL_RESTORE = (
     "a plain Saver refuses a checkpoint that lacks keys of its graph: restore it with"
-    " tf.compat.v1.train.init_from_checkpoint(prefix, {'/': '/'}) or a warm start"
-    " (tf.estimator.WarmStartSettings), which leave the missing variables to their"
-    " initializers, or write a complete one with --fill-from"
+    " tf.compat.v1.train.init_from_checkpoint(prefix, {key: variable}) for the keys it"
+    " has (tf.train.list_variables(prefix)) or a warm start limited to them"
+    " (tf.estimator.WarmStartSettings(vars_to_warm_start=[...])); the missing variables"
+    " keep their initializers. --fill-from writes a complete checkpoint instead"
 )
 """How a ``partial`` output is restored (for the CLI's note, --help and the README)."""
 
