@@ -1,0 +1,459 @@
+"""The names users know for the keys of a TF2 object-based checkpoint.
+
+A checkpoint written by ``tf.train.Checkpoint`` or Keras stores each variable
+under the first path by which its saver reached it
+(``optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE`` for Keras 3's
+``hidden/kernel``). The ``_CHECKPOINTABLE_OBJECT_GRAPH`` string tensor is a
+serialized ``TrackableObjectGraph`` (tf-checkpoint-format.md §10): nodes with
+named children, attributes naming a variable's ``full_name`` and its
+``checkpoint_key``, and optimizer slots. :func:`object_names` reads it into a
+:class:`KeyNames` per key and one *user name* per key
+(:meth:`ObjectNames.user_name`):
+
+* a variable: its full name (``hidden/kernel``); an object saving several
+  attributes: ``<full name>/<attribute>``;
+* an optimizer slot: ``<variable full name>/<slot name>`` (``hidden/kernel/m``
+  for tf-keras, ``hidden/kernel/momentum`` for Keras 3). Slots are found in
+  the graph's slot references (legacy optimizers, TF1 optimizers), by position
+  (Keras 3: an optimizer's lists such as ``_momentums`` run parallel to its
+  ``_trainable_variables``) or by name (tf-keras: ``Adam/m/hidden/kernel`` is
+  slot ``m`` of ``hidden/kernel``);
+* the one optimizer's iteration counter (its ``_iterations`` or ``iter``
+  child): ``global_step``;
+* anything else, or a name two keys would share: the key itself.
+
+Every object reachable more than one way lists up to :data:`MAX_PATHS` paths,
+shortest first and without cycles; the first is the one its key was made of.
+The graph is read bounded: its size, the paths per object and the work spent
+on alternative paths are capped, and a damaged graph is a
+:class:`~ckptmap.errors.CorruptCheckpointError` naming the checkpoint.
+
+Example:
+    >>> with open_source("fixtures/tf2_keras3/old/ckpt") as source:  # doctest: +SKIP
+    ...     names = object_names(source)
+    ...     names.user_name("optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE")
+    'hidden/kernel'
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, deque
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from google.protobuf.message import DecodeError
+
+from ckptmap.errors import CorruptCheckpointError, UnsupportedInputError
+from ckptmap.proto import ckptmap_tf_pb2
+from ckptmap.readers.json_spec import OBJECT_GRAPH_KEY
+
+if TYPE_CHECKING:
+    from ckptmap.readers.source import Source
+
+__all__ = [
+    "GLOBAL_STEP",
+    "MAX_GRAPH_BYTES",
+    "MAX_PATHS",
+    "KeyNames",
+    "ObjectNames",
+    "SlotOf",
+    "object_names",
+    "parse_object_graph",
+]
+
+GLOBAL_STEP = "global_step"
+"""The user name of an optimizer's iteration counter."""
+
+MAX_GRAPH_BYTES = 256 * 2**20
+"""The largest object graph read (a model of millions of variables needs far less)."""
+
+MAX_PATHS = 8
+"""The most paths listed per object (shortest first)."""
+
+_ALT_PATH_BUDGET = 4_000_000
+"""Steps spent checking alternative paths for cycles; past it, only first paths are kept."""
+
+_VARIABLE_VALUE = "VARIABLE_VALUE"
+_ITERATION_CHILDREN = ("_iterations", "iter")
+_KERAS3_NON_SLOT_LISTS = frozenset({"_variables", "_trainable_variables"})
+_INDEX = re.compile(r"[0-9]+")
+
+_Graph = ckptmap_tf_pb2.TrackableObjectGraph
+
+
+@dataclass(frozen=True)
+class SlotOf:
+    """What an optimizer slot belongs to.
+
+    Attributes:
+        variable: the full name of the variable it is a slot of (``hidden/kernel``).
+        slot: the slot's name (``m``, ``v``, ``momentum``, ``velocity``).
+        optimizer: the optimizer's object path (``optimizer``).
+    """
+
+    variable: str
+    slot: str
+    optimizer: str
+
+
+@dataclass(frozen=True)
+class KeyNames:
+    """Everything the object graph says about one key.
+
+    Attributes:
+        key: the checkpoint key.
+        full_name: the variable's name as the model knows it (``hidden/kernel``),
+            ``None`` if the graph gives none.
+        object_paths: the paths that reach the object (``model/layer_with_weights-0/kernel``),
+            shortest first, at most :data:`MAX_PATHS`; the first one is the key's.
+        attribute: the saved attribute (``VARIABLE_VALUE`` for a variable).
+        slot_of: for an optimizer slot, what it belongs to; else ``None``.
+        iteration: whether this is an optimizer's iteration counter.
+    """
+
+    key: str
+    full_name: str | None
+    object_paths: tuple[str, ...]
+    attribute: str
+    slot_of: SlotOf | None = None
+    iteration: bool = False
+
+
+class ObjectNames(Mapping[str, KeyNames]):
+    """The :class:`KeyNames` of every key the object graph names, and the user names.
+
+    A mapping from checkpoint key to :class:`KeyNames`; keys the graph does not
+    name (the graph tensor itself) are absent, and their user name is the key.
+    """
+
+    def __init__(self, names: Mapping[str, KeyNames]) -> None:
+        self._names = dict(names)
+        one_counter = sum(entry.iteration for entry in self._names.values()) == 1
+        wanted = {key: _wanted_name(entry, one_counter) for key, entry in self._names.items()}
+        counts = Counter(wanted.values())
+        self._user = {
+            key: name if counts[name] == 1 and (name == key or name not in self._names) else key
+            for key, name in wanted.items()
+        }
+        self._by_user = {name: key for key, name in self._user.items()}
+        full = Counter(entry.full_name for entry in self._names.values() if entry.full_name)
+        self._by_full = {
+            entry.full_name: key
+            for key, entry in self._names.items()
+            if entry.full_name and full[entry.full_name] == 1
+        }
+
+    def __getitem__(self, key: str) -> KeyNames:
+        return self._names[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def user_name(self, key: str) -> str:
+        """The name users know ``key`` by (see the module docstring); the key if none."""
+        return self._user.get(key, key)
+
+    def user_names(self) -> dict[str, str]:
+        """Checkpoint key -> user name, for every key the graph names."""
+        return dict(self._user)
+
+    def key_of(self, name: str) -> str | None:
+        """The key a user means by ``name``: a user name, a full name one key has, or a key.
+
+        Returns:
+            The checkpoint key, or ``None`` if ``name`` names none (or several).
+        """
+        if name in self._by_user:
+            return self._by_user[name]
+        if name in self._by_full:
+            return self._by_full[name]
+        return name if name in self._names else None
+
+
+def object_names(source: Source) -> ObjectNames | None:
+    """The object graph's names for ``source``'s keys; ``None`` for a name-based checkpoint.
+
+    Raises:
+        CorruptCheckpointError: if the object graph tensor is not a readable graph.
+        UnsupportedInputError: if it is larger than :data:`MAX_GRAPH_BYTES`.
+    """
+    if OBJECT_GRAPH_KEY not in source:
+        return None
+    spec = source.specs()[OBJECT_GRAPH_KEY]
+    if spec.dtype.name != "string" or tuple(spec.shape) != ():
+        raise CorruptCheckpointError(
+            source.where,
+            f"{OBJECT_GRAPH_KEY} is {spec.dtype.name} {list(spec.shape)}, not a string "
+            "scalar; the object graph is damaged",
+        )
+    value = source.read(OBJECT_GRAPH_KEY).item()
+    data = value if isinstance(value, bytes) else bytes(value)
+    return parse_object_graph(data, source.where, source.keys())
+
+
+def parse_object_graph(data: bytes, where: str, keys: Collection[str] | None = None) -> ObjectNames:
+    """The names a serialized ``TrackableObjectGraph`` gives, limited to ``keys`` if given.
+
+    Args:
+        data: the bytes of the ``_CHECKPOINTABLE_OBJECT_GRAPH`` tensor.
+        where: the checkpoint's listing file, for messages.
+        keys: the checkpoint's keys; attributes naming other keys are left out.
+
+    Raises:
+        CorruptCheckpointError: if the bytes are no graph, or a reference points nowhere.
+        UnsupportedInputError: if they are more than :data:`MAX_GRAPH_BYTES`.
+    """
+    if len(data) > MAX_GRAPH_BYTES:
+        raise UnsupportedInputError(
+            f"{where}: the object graph ({OBJECT_GRAPH_KEY}) is {len(data)} bytes, more than "
+            f"the {MAX_GRAPH_BYTES} ckptmap reads"
+        )
+    try:
+        graph = _Graph.FromString(data)
+    except (DecodeError, RuntimeError) as e:
+        raise CorruptCheckpointError(
+            where,
+            f"{OBJECT_GRAPH_KEY} is not a readable object graph ({e}); the checkpoint is damaged",
+        ) from None
+    _check_references(graph, where)
+    wanted = set(keys) if keys is not None else None
+    paths = _object_paths(graph)
+    slots = _slots(graph, paths)
+    paths = _with_slot_paths(graph, paths)
+    iterations = _iteration_nodes(graph)
+    names: dict[str, KeyNames] = {}
+    for node_id, node in enumerate(graph.nodes):
+        own = paths.get(node_id, ())
+        for attribute in node.attributes:
+            key = attribute.checkpoint_key
+            if not key or (wanted is not None and key not in wanted) or key in names:
+                continue
+            full_name = attribute.full_name or None
+            if len(node.attributes) > 1 and full_name is not None:
+                full_name = f"{full_name}/{attribute.name}"
+            names[key] = KeyNames(
+                key=key,
+                full_name=full_name,
+                object_paths=own,
+                attribute=attribute.name,
+                slot_of=slots.get(node_id),
+                iteration=node_id in iterations and attribute.name == _VARIABLE_VALUE,
+            )
+    return ObjectNames(names)
+
+
+def _wanted_name(entry: KeyNames, one_counter: bool) -> str:
+    """The user name ``entry`` asks for, before collisions are settled.
+
+    ``global_step`` only when the checkpoint has one iteration counter.
+    """
+    if entry.iteration and one_counter:
+        return GLOBAL_STEP
+    if entry.slot_of is not None:
+        return f"{entry.slot_of.variable}/{entry.slot_of.slot}"
+    return entry.full_name or entry.key
+
+
+def _check_references(graph: _Graph, where: str) -> None:
+    count = len(graph.nodes)
+    for node_id, node in enumerate(graph.nodes):
+        refs = [child.node_id for child in node.children]
+        for slot in node.slot_variables:
+            refs += [slot.original_variable_node_id, slot.slot_variable_node_id]
+        bad = next((ref for ref in refs if not 0 <= ref < count), None)
+        if bad is not None:
+            raise CorruptCheckpointError(
+                where,
+                f"{OBJECT_GRAPH_KEY}: node {node_id} refers to node {bad}, but the graph has "
+                f"{count} nodes; the checkpoint is damaged",
+            )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One path in the breadth-first walk: the node reached, its last name, the path before."""
+
+    node: int
+    name: str
+    parent: _Step | None
+    depth: int
+
+
+def _object_paths(graph: _Graph) -> dict[int, tuple[str, ...]]:
+    """Up to :data:`MAX_PATHS` simple paths from the root to each node, shortest first.
+
+    Breadth first in stored child order, as TensorFlow assigns keys, so each
+    node's first path is the one TensorFlow's saver found. Local names are
+    escaped as in keys (``.`` -> ``..``, ``/`` -> ``.S``).
+    """
+    if not graph.nodes:
+        return {}
+    found: dict[int, list[_Step]] = {}
+    queue: deque[_Step | None] = deque([None])
+    budget = _ALT_PATH_BUDGET
+    while queue:
+        step = queue.popleft()
+        node = 0 if step is None else step.node
+        for child in graph.nodes[node].children:
+            target = child.node_id
+            have = found.setdefault(target, [])
+            if target == 0 or len(have) >= MAX_PATHS:
+                continue
+            if have:  # an alternative path: keep it only if it has no cycle
+                budget -= 1 if step is None else step.depth
+                if budget < 0 or _on_path(step, target):
+                    continue
+            new = _Step(
+                target, _escape(child.local_name), step, 1 if step is None else step.depth + 1
+            )
+            have.append(new)
+            queue.append(new)
+    return {node: tuple(_text(step) for step in steps) for node, steps in found.items() if steps}
+
+
+def _on_path(step: _Step | None, node: int) -> bool:
+    while step is not None:
+        if step.node == node:
+            return True
+        step = step.parent
+    return node == 0
+
+
+def _text(step: _Step) -> str:
+    names: list[str] = []
+    at: _Step | None = step
+    while at is not None:
+        names.append(at.name)
+        at = at.parent
+    return "/".join(reversed(names))
+
+
+def _escape(local_name: str) -> str:
+    return local_name.replace(".", "..").replace("/", ".S")
+
+
+def _with_slot_paths(
+    graph: _Graph, paths: dict[int, tuple[str, ...]]
+) -> dict[int, tuple[str, ...]]:
+    """``paths`` plus, for a referenced slot no child reaches, the path its key was made of.
+
+    TensorFlow names such a slot ``<variable path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>``.
+    """
+    extra: dict[int, tuple[str, ...]] = {}
+    for opt, node in enumerate(graph.nodes):
+        for ref in node.slot_variables:
+            variable = paths.get(ref.original_variable_node_id)
+            optimizer = paths.get(opt)
+            if ref.slot_variable_node_id in paths or not variable or not optimizer:
+                continue
+            extra[ref.slot_variable_node_id] = (
+                f"{variable[0]}/.OPTIMIZER_SLOT/{optimizer[0]}/{_escape(ref.slot_name)}",
+            )
+    return {**paths, **extra}
+
+
+def _full_name(graph: _Graph, node_id: int) -> str | None:
+    for attribute in graph.nodes[node_id].attributes:
+        if attribute.name == _VARIABLE_VALUE and attribute.full_name:
+            return str(attribute.full_name)
+    return None
+
+
+def _child(graph: _Graph, node_id: int, name: str) -> int | None:
+    return next((c.node_id for c in graph.nodes[node_id].children if c.local_name == name), None)
+
+
+def _is_optimizer(graph: _Graph, node_id: int) -> bool:
+    node = graph.nodes[node_id]
+    return bool(node.slot_variables) or any(
+        _child(graph, node_id, name) is not None for name in _ITERATION_CHILDREN
+    )
+
+
+def _iteration_nodes(graph: _Graph) -> set[int]:
+    """The iteration counters of the optimizers (their ``_iterations`` or ``iter`` child)."""
+    found: set[int] = set()
+    for node_id in range(len(graph.nodes)):
+        if not _is_optimizer(graph, node_id):
+            continue
+        for name in _ITERATION_CHILDREN:
+            child = _child(graph, node_id, name)
+            if child is not None and _full_name(graph, child) is not None:
+                found.add(child)
+    return found
+
+
+def _list_items(graph: _Graph, node_id: int) -> list[int] | None:
+    """The elements of a list object (children named ``0``, ``1``, ... in order), else ``None``."""
+    children = graph.nodes[node_id].children
+    if not children or any(c.local_name != str(i) for i, c in enumerate(children)):
+        return None
+    return [c.node_id for c in children]
+
+
+def _slots(graph: _Graph, paths: Mapping[int, tuple[str, ...]]) -> dict[int, SlotOf]:
+    """Slot variable node -> :class:`SlotOf`, from references, positions and names."""
+    slots: dict[int, SlotOf] = {}
+    variables = {
+        name: node_id
+        for node_id in range(len(graph.nodes))
+        if (name := _full_name(graph, node_id)) is not None
+    }
+    for opt in range(len(graph.nodes)):
+        if not _is_optimizer(graph, opt):
+            continue
+        opt_path = paths.get(opt, ("",))[0]
+        for ref in graph.nodes[opt].slot_variables:  # legacy and TF1 optimizers
+            original = _full_name(graph, ref.original_variable_node_id)
+            if original is not None:
+                slots[ref.slot_variable_node_id] = SlotOf(original, ref.slot_name, opt_path)
+        trainable_id = _child(graph, opt, "_trainable_variables")
+        trainable = _list_items(graph, trainable_id) if trainable_id is not None else None
+        for child in graph.nodes[opt].children:
+            if child.local_name in _KERAS3_NON_SLOT_LISTS:
+                continue
+            items = _list_items(graph, child.node_id) or []
+            for index, item in enumerate(items):
+                name = _full_name(graph, item)
+                if item in slots or name is None:
+                    continue
+                if trainable is not None and len(trainable) == len(items):
+                    slot = _keras3_slot(graph, trainable[index], name, child.local_name)
+                else:
+                    slot = _named_slot(name, variables, item)
+                if slot is not None:
+                    slots[item] = SlotOf(slot[0], slot[1], opt_path)
+    return slots
+
+
+def _keras3_slot(graph: _Graph, variable: int, name: str, list_name: str) -> tuple[str, str] | None:
+    """Keras 3: item i of a list like ``_momentums`` is a slot of trainable variable i.
+
+    The slot name is what follows ``<variable path with _ for />_`` in the
+    slot's name (``adam/hidden_kernel_momentum`` -> ``momentum``), else the
+    list's name without its leading underscore.
+    """
+    original = _full_name(graph, variable)
+    if original is None:
+        return None
+    marker = original.replace("/", "_") + "_"
+    last = name.rsplit("/", 1)[-1]
+    slot = last[len(marker) :] if last.startswith(marker) and len(last) > len(marker) else ""
+    return original, slot or list_name.lstrip("_")
+
+
+def _named_slot(name: str, variables: Mapping[str, int], item: int) -> tuple[str, str] | None:
+    """tf-keras: ``<optimizer>/<slot>/<variable full name>`` (``Adam/m/hidden/kernel``).
+
+    The part after the second ``/`` must be the full name of another variable.
+    """
+    parts = name.split("/", 2)
+    if len(parts) < 3:
+        return None
+    original = parts[2]
+    return (original, parts[1]) if variables.get(original, item) != item else None
