@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.alias import AliasPlan, Unresolved, plan_aliases
+from ckptmap.alias import AliasPlan, Unresolved
+from ckptmap.alias_names import plan_aliases_by_name
 from ckptmap.errors import CorruptCheckpointError, UsageError
 from ckptmap.migration.inputs import PlanInputs
 from ckptmap.migration.object_based import ObjectGraphCopy, missing_allowed, split_object_graph
@@ -171,6 +172,7 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
             slices do not tile it (a gap or an overlap) is a corrupt input.
         AliasError: invalid alias map or rule.
     """
+    from ckptmap.readers.object_graph import object_names, template_names
     from ckptmap.readers.source import Source as SourceProtocol
     from ckptmap.readers.source import can_copy_bytes, open_source
 
@@ -178,9 +180,11 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
     source: Source = old if isinstance(old, SourceProtocol) else open_source(old, step=inputs.step)
     spec, object_graph = split_object_graph(load_new_spec(inputs.new_graph, inputs.saver))
     old_specs = source.specs()
-    alias = plan_aliases(
+    alias = plan_aliases_by_name(
         old_specs,
         spec,
+        old_names=object_names(source),
+        new_names=template_names(spec),
         explicit=inputs.explicit_map(),
         rules=inputs.parsed_rules(),
         auto=inputs.auto,

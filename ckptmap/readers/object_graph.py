@@ -51,6 +51,7 @@ from ckptmap.readers.json_spec import OBJECT_GRAPH_KEY
 
 if TYPE_CHECKING:
     from ckptmap.readers.source import Source
+    from ckptmap.spec import ModelSpec
 
 __all__ = [
     "GLOBAL_STEP",
@@ -61,6 +62,7 @@ __all__ = [
     "SlotOf",
     "object_names",
     "parse_object_graph",
+    "template_names",
 ]
 
 GLOBAL_STEP = "global_step"
@@ -194,6 +196,20 @@ def object_names(source: Source) -> ObjectNames | None:
     value = source.read(OBJECT_GRAPH_KEY).item()
     data = value if isinstance(value, bytes) else bytes(value)
     return parse_object_graph(data, source.where, source.keys())
+
+
+def template_names(spec: ModelSpec) -> ObjectNames | None:
+    """The object graph names of a new model given as a checkpoint of itself (a template).
+
+    ``None`` when the spec was not read from a checkpoint, or that checkpoint
+    is name-based.
+    """
+    if not spec.template:
+        return None
+    from ckptmap.readers.source import open_source
+
+    with open_source(spec.template) as source:
+        return object_names(source)
 
 
 def parse_object_graph(data: bytes, where: str, keys: Collection[str] | None = None) -> ObjectNames:
