@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ckptmap.errors import InputError, UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.graph import restored_beside
+from ckptmap.readers.object_graph import KeyNames, ObjectNames, object_names
 from ckptmap.readers.source import Source, can_copy_bytes, open_source
 from ckptmap.storage import STAGING_PREFIX, IoCounter, is_url, location_text, measure_io
 
@@ -92,6 +93,11 @@ class TensorInfo:
         restored_into: what the checkpoint's own graph (its ``.meta``, or its
             SavedModel's ``saved_model.pb``) restores it into when that is not
             a variable (``lookup table 'word_ids' (MutableHashTableV2)``); else ``None``.
+        names: for a TF2 object-based checkpoint, what its object graph says
+            of the key (full name, object paths, slot); else ``None``.
+        user_name: the name users know it by (``hidden/kernel``,
+            ``hidden/kernel/m``, ``global_step``; see
+            :mod:`ckptmap.readers.object_graph`); ``None`` for a name-based checkpoint.
     """
 
     name: str
@@ -103,6 +109,8 @@ class TensorInfo:
     slice_shards: tuple[int, ...] = ()
     stats: TensorStats | None = None
     restored_into: str | None = None
+    names: KeyNames | None = None
+    user_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,8 @@ class InspectReport:
                 item["stats"] = None if t.stats is None else t.stats.to_json()
             if t.restored_into is not None:
                 item["restored_into"] = t.restored_into
+            if t.user_name is not None:
+                item |= _names_json(t.user_name, t.names)
             tensors.append(item)
         return {
             "checkpoint": {
@@ -216,9 +226,11 @@ def inspect_checkpoint(
         step: with a folder, the checkpoint of this global step.
         stats: compute min, max, mean, std and NaN/Inf counts of every tensor listed.
         verify: check the CRC32C of every tensor in the checkpoint first.
-        filter: a regular expression; list only the tensors whose key it
-            matches (``re.search``).
-        tensor: list only this tensor and return its values in ``values``.
+        filter: a regular expression; list only the tensors whose key, or
+            name users know it by (a TF2 object-based checkpoint's full names,
+            :mod:`ckptmap.readers.object_graph`), it matches (``re.search``).
+        tensor: list only this tensor (a key, or such a name) and return its
+            values in ``values``.
 
     Returns:
         The report.
@@ -248,11 +260,14 @@ def inspect_checkpoint(
     with measure_io() as io, open_source(path, step=step) as source:  # counts the index too
         if verify:
             source.verify()
+        names = object_names(source)
+        if tensor is not None and names is not None and tensor not in source:
+            tensor = names.key_of(tensor) or tensor
         if tensor is not None:
             source.slices(tensor)  # raises TensorNotFoundError with a suggestion
             keys = [tensor]
         else:
-            keys = [k for k in source if pattern is None or pattern.search(k)]
+            keys = [k for k in source if _kept(pattern, k, names)]
         if can_copy_bytes(source):
             shards = tuple(
                 ShardInfo(source.shard_path(i), source.shard_size(i))
@@ -268,6 +283,11 @@ def inspect_checkpoint(
         graph, restored = restored_beside(source.url)
         if restored:
             infos = tuple(replace(i, restored_into=restored.get(i.name)) for i in infos)
+        if names is not None:
+            infos = tuple(
+                replace(i, names=names.get(i.name), user_name=names.user_name(i.name))
+                for i in infos
+            )
         return InspectReport(
             prefix=prefix,
             index=index,
@@ -325,6 +345,27 @@ def _refuse_an_interrupted_commit(path: str | os.PathLike[str]) -> None:
             "the next ckptmap write into this folder rolls it back (the old files come "
             "back): run the remap again"
         )
+
+
+def _kept(pattern: re.Pattern[str] | None, key: str, names: ObjectNames | None) -> bool:
+    """Whether the filter keeps ``key``: it matches the key or the name users know it by."""
+    if pattern is None or pattern.search(key):
+        return True
+    return names is not None and pattern.search(names.user_name(key)) is not None
+
+
+def _names_json(user_name: str, names: KeyNames | None) -> dict[str, Any]:
+    """The object graph's fields of one tensor in ``inspect --json``."""
+    slot = names.slot_of if names is not None else None
+    return {
+        "user_name": user_name,
+        "full_name": names.full_name if names is not None else None,
+        "object_path": names.object_paths[0] if names is not None and names.object_paths else None,
+        "object_paths": list(names.object_paths) if names is not None else [],
+        "slot_of": None
+        if slot is None
+        else {"variable": slot.variable, "slot": slot.slot, "optimizer": slot.optimizer},
+    }
 
 
 def _compile(filter: str | None) -> re.Pattern[str] | None:

@@ -85,6 +85,9 @@ def _print_report(report: InspectReport) -> None:
     table = Table(show_footer=True, box=None, header_style="bold", footer_style="bold")
     count = len(report.tensors)
     table.add_column("name", footer=f"{count} tensor{'s' if count != 1 else ''}", overflow="fold")
+    by_name = any(t.user_name is not None for t in report.tensors)  # a TF2 object graph
+    if by_name:
+        table.add_column("key", overflow="fold")
     table.add_column("dtype")
     table.add_column("shape")
     table.add_column("size", justify="right", footer=human_bytes(report.total_bytes))
@@ -95,7 +98,8 @@ def _print_report(report: InspectReport) -> None:
             table.add_column(column, justify="right")
     for t in report.tensors:
         row = [
-            display_key(t.name),
+            *((display_key(t.user_name or t.name), display_key(t.name)) if by_name else ()),
+            *(() if by_name else (display_key(t.name),)),
             t.dtype,
             shape_text(t.shape),
             human_bytes(t.nbytes),
