@@ -185,7 +185,11 @@ class BundleIndex:
             CorruptCheckpointError: if its entry is damaged.
             UnsupportedInputError: if its dtype is unknown.
         """
-        if key not in self:
+        raw = _raw(key) if isinstance(key, str) else b""
+        cached = self._entries.get(raw)  # a tensor's entry, or a slice's (raw starts with 00)
+        if cached is not None and not is_slice_key(raw):
+            return cached
+        if not raw or is_slice_key(raw) or raw not in self._values:  # `key not in self`
             close = difflib.get_close_matches(key, self.keys, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise TensorNotFoundError(
@@ -194,7 +198,7 @@ class BundleIndex:
                 f"no tensor {key!r} in this checkpoint "
                 f"({hint}list the keys with `ckptmap inspect`)",
             )
-        return self._entry(_raw(key))
+        return self._entry(raw)
 
     def specs(self) -> dict[str, TensorSpec]:
         """A :class:`TensorSpec` per key (partitioned tensors with their slices), in key order."""
@@ -218,18 +222,24 @@ class BundleIndex:
 
     def _decode_entry(self, raw: bytes, value: memoryview, where: str | None) -> TensorEntry:
         key = raw.decode("utf-8", "surrogateescape")
-        where = where or f"tensor {key!r}"
         fields = plain_entry_fields(bytes(value))
         if fields is None:  # slices, or a layout TensorFlow does not write: protobuf decides
-            return self._decode_proto(key, value, where)
+            return self._decode_proto(key, value, where or f"tensor {key!r}")
         enum, shape_raw, shard_id, offset, size, crc32c = fields
         kind = self._kinds.get((enum, shape_raw))
         if kind is None:  # the first entry of this dtype and shape: checked in full
-            entry = self._decode_proto(key, value, where)
+            entry = self._decode_proto(key, value, where or f"tensor {key!r}")
             self._kinds[(enum, shape_raw)] = (entry.dtype, entry.shape)
             return entry
         entry = TensorEntry(key, kind[0], kind[1], shard_id, offset, size, crc32c)
-        self._check_data_entry(entry, where)
+        dtype = entry.dtype
+        if (
+            not 0 <= shard_id < self.num_shards
+            or offset < 0
+            or dtype.is_string
+            or size != entry.num_elements * dtype.itemsize
+        ):  # not plainly valid: the full check says what is wrong, if anything
+            self._check_data_entry(entry, where or f"tensor {key!r}")
         return entry
 
     def _decode_proto(self, key: str, value: memoryview, where: str) -> TensorEntry:
