@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.errors import InputError, UsageError
+from ckptmap.errors import InputError, MissingInputError, UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.graph import restored_beside
 from ckptmap.readers.object_graph import KeyNames, ObjectNames, object_names
@@ -41,11 +41,15 @@ class ShardInfo:
     Attributes:
         path: the file (for a checkpoint at a URL, the URL as a path;
             :func:`ckptmap.storage.location_text` gives the URL back).
-        size: its size in bytes; ``None`` at a URL, where it is not fetched.
+        size: its size in bytes; ``None`` at a URL, where it is not fetched,
+            and for a missing file.
+        missing: the local file does not exist (the listing comes from the
+            index alone; the values stored in it cannot be read).
     """
 
     path: Path
     size: int | None
+    missing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +187,11 @@ class InspectReport:
                 "prefix": self.url or str(self.prefix),
                 "index": location_text(self.index),
                 "num_shards": self.num_shards,
-                "shards": [{"path": location_text(s.path), "size": s.size} for s in self.shards],
+                "shards": [
+                    {"path": location_text(s.path), "size": s.size}
+                    | ({"missing": True} if s.missing else {})
+                    for s in self.shards
+                ],
                 "byte_order": self.byte_order,
                 "format": self.format,
             },
@@ -268,12 +276,15 @@ def inspect_checkpoint(
             keys = [tensor]
         else:
             keys = [k for k in source if _kept(pattern, k, names)]
+        notes = source.notes
         if can_copy_bytes(source):
-            shards = tuple(
-                ShardInfo(source.shard_path(i), source.shard_size(i))
-                for i in range(source.num_shards)
-            )
-            infos = tuple(_describe(source, key, stats=stats) for key in keys)
+            shards = tuple(_shard_info(source, i) for i in range(source.num_shards))
+            values_needed = stats or verify or tensor is not None
+            missing = {i for i, s in enumerate(shards) if s.missing}
+            if missing and values_needed:
+                source.shard_size(min(missing))  # raises, naming the missing file
+            infos = tuple(_describe(source, key, stats=stats, missing=missing) for key in keys)
+            notes += tuple(_missing_note(shards[i], infos, i) for i in sorted(missing))
             prefix, index = source.prefix, source.index_path
         else:
             shards = ()
@@ -302,7 +313,7 @@ def inspect_checkpoint(
             url=source.url,
             io=io,
             format=source.format,
-            notes=source.notes,
+            notes=notes,
             graph=graph if restored else None,
         )
 
@@ -377,10 +388,27 @@ def _compile(filter: str | None) -> re.Pattern[str] | None:
         raise UsageError(f"filter {filter!r} is not a valid regular expression ({err})") from None
 
 
-def _describe(ckpt: Checkpoint, key: str, *, stats: bool) -> TensorInfo:
+def _shard_info(ckpt: Checkpoint, shard_id: int) -> ShardInfo:
+    try:
+        return ShardInfo(ckpt.shard_path(shard_id), ckpt.shard_size(shard_id))
+    except MissingInputError:
+        return ShardInfo(ckpt.shard_path(shard_id), None, missing=True)
+
+
+def _missing_note(shard: ShardInfo, infos: Iterable[TensorInfo], shard_id: int) -> str:
+    held = sum(1 for t in infos if t.shard == shard_id or shard_id in t.slice_shards)
+    return (
+        f"{shard.path}: data file of this checkpoint is missing; listed from the index "
+        f"alone (the values of {held} tensor{'s' if held != 1 else ''} listed here cannot "
+        "be read)"
+    )
+
+
+def _describe(ckpt: Checkpoint, key: str, *, stats: bool, missing: set[int]) -> TensorInfo:
     entry = ckpt.entry(key)
-    ckpt.check_entry(entry)
     parts = [part for _, part in ckpt.slice_entries(key)] if entry.slices else [entry]
+    if not any(part.shard_id in missing for part in parts):
+        ckpt.check_entry(entry)
     computed = _tensor_stats(ckpt, entry, parts) if stats else None
     return TensorInfo(
         name=key,
