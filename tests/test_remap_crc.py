@@ -66,7 +66,7 @@ def test_a_corrupt_source_of_cut_pieces_stops_the_remap(tmp_path: Path, fixture_
     with pytest.raises(CorruptCheckpointError) as caught:
         execute(plan, f"{out}/")
     message = str(caught.value)
-    assert "'ffm/embeddings/Adam'" in message
+    assert "'ffm/embeddings/Adam[50,50:0,16]'" in message  # name[slice spec]
     assert "CRC32C mismatch" in message
     assert caught.value.path == str(shard)
     assert "\n" not in message

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["SLICE_KEY_START", "encode_slice_key", "is_slice_key", "slice_key_tensor"]
+__all__ = [
+    "SLICE_KEY_START",
+    "decode_slice_key",
+    "encode_slice_key",
+    "is_slice_key",
+    "key_label",
+    "slice_key_tensor",
+    "sliced_name",
+]
 
 SLICE_KEY_START = 0x00  # §6.4: NumIncreasing(0) is the single byte 00
 
@@ -68,6 +76,66 @@ def slice_key_tensor(raw: bytes) -> bytes | None:
     return None
 
 
+def decode_slice_key(raw: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
+    """The tensor key and ``(start, length)`` extents of a slice key; ``None`` if malformed.
+
+    Example:
+        >>> decode_slice_key(encode_slice_key(b"w", [(0, 4), (4, -1)]))
+        (b'w', [(0, 4), (4, -1)])
+    """
+    name = slice_key_tensor(raw)
+    if name is None:
+        return None
+    pos = 1 + len(_string(name))
+    if pos >= len(raw) or not 1 <= raw[pos] <= 8:
+        return None
+    size = raw[pos]
+    rank = int.from_bytes(raw[pos + 1 : pos + 1 + size], "big")
+    pos += 1 + size
+    extents: list[tuple[int, int]] = []
+    for _ in range(rank):
+        start, pos = _signed_num(raw, pos)
+        length, pos = _signed_num(raw, pos)
+        if start is None or length is None:
+            return None
+        extents.append((start, length))
+    return (name, extents) if pos == len(raw) else None
+
+
+def sliced_name(name: str, extents: Sequence[tuple[int, int]] | None) -> str:
+    """How messages name a stored slice: ``name[slice spec]`` (``w[0,4:-]``), else ``name``.
+
+    The spec is TensorFlow's per-dimension ``start,length`` with ``-`` for a
+    whole dimension.
+
+    >>> sliced_name("w", [(0, 4), (0, -1)])
+    'w[0,4:-]'
+    """
+    if extents is None:
+        return name
+    spec = ":".join("-" if length == -1 else f"{start},{length}" for start, length in extents)
+    return f"{name}[{spec}]"
+
+
+def key_label(key: str | bytes) -> str:
+    """An index key as messages show it: the tensor key, or ``name[slice spec]`` for a slice key.
+
+    Never the raw slice key (its ``00`` bytes and OrderedCode numbers); a
+    malformed slice key shows as ``slice key <hex>``.
+
+    >>> key_label(encode_slice_key(b"w", [(0, 4), (0, -1)]))
+    'w[0,4:-]'
+    """
+    raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
+    if not is_slice_key(raw):
+        return raw.decode("utf-8", "backslashreplace")
+    decoded = decode_slice_key(raw)
+    if decoded is None:
+        return f"slice key {raw.hex()}"
+    name, extents = decoded
+    return sliced_name(name.decode("utf-8", "backslashreplace"), extents)
+
+
 def encode_slice_key(name: bytes, extents: Sequence[tuple[int, int]]) -> bytes:
     """The index key of one stored slice of the tensor ``name``.
 
@@ -106,6 +174,24 @@ def _string(data: bytes) -> bytes:
         else:
             out.append(byte)
     return bytes(out) + b"\x00\x01"
+
+
+def _signed_num(raw: bytes, pos: int) -> tuple[int | None, int]:
+    """Decode one ``SignedNumIncreasing`` at ``pos``: (value or None if malformed, next pos)."""
+    if pos >= len(raw):
+        return None, pos
+    head = raw[pos] << 8 | (raw[pos + 1] if pos + 1 < len(raw) else 0)
+    if not head & 0x8000:  # a negative number: the length is coded by leading zeros
+        head ^= 0xFFFF
+    n = 16 - (~head & 0xFFFF).bit_length()  # the leading ones give the length
+    if not 1 <= n <= len(_SIGNED_HEADER) or pos + n > len(raw):
+        return None, pos
+    data = bytearray(raw[pos : pos + n])
+    first, second = _SIGNED_HEADER[n - 1]
+    data[0] ^= first
+    if n > 1:
+        data[1] ^= second
+    return int.from_bytes(data, "big", signed=True), pos + n
 
 
 def _signed_num_increasing(value: int) -> bytes:

@@ -51,9 +51,9 @@ def reason_sentence(reason: str, detail: str, source: str) -> str:
     if reason == EXPLICIT:
         return f"named by the {detail}" if detail else "named by the alias map"
     if reason.startswith("rule "):
-        return f"the user's {detail}" if detail else reason
+        return f"the user's rule {detail}" if detail else reason
     if reason.startswith("builtin-rule "):
-        return f"the built-in {detail}" if detail else reason
+        return f"the built-in rule {detail}" if detail else reason
     if reason == FILLED:
         return f"no source in the old checkpoint; filled from {source}"
     return detail or reason

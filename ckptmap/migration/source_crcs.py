@@ -19,6 +19,7 @@ import numpy as np
 
 from ckptmap.errors import CorruptCheckpointError, InputError, MissingInputError
 from ckptmap.formats.crc import crc32c_combine, unmask_crc
+from ckptmap.formats.slice_key import sliced_name
 from ckptmap.migration.pieces import Method, Run, SourcePiece, TensorPlan
 from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
 from ckptmap.storage.input_files import open_input
@@ -40,9 +41,9 @@ _CRC_BUFFER = 4 << 20
 
 
 def piece_label(key: str, piece: SourcePiece) -> str:
-    """``tensor 'k'`` or ``tensor 'k' slice 0,4:-`` for messages about a stored old piece."""
-    label = f"tensor {key!r}"
-    return label if piece.slice is None else f"{label} slice {piece.slice.format()}"
+    """``tensor 'k'`` or ``tensor 'k[0,4:-]'`` for messages about a stored old piece."""
+    extents = None if piece.slice is None else piece.slice.extents
+    return f"tensor {sliced_name(key, extents)!r}"
 
 
 class SourceCrcs:

@@ -15,6 +15,7 @@ from typing import cast
 
 from ckptmap.dtypes import BY_ENUM, DType, dtype_from_name
 from ckptmap.errors import CkptmapError, UsageError
+from ckptmap.formats.slice_key import key_label
 from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.split import SliceSpec
 
@@ -61,11 +62,8 @@ def key_bytes(key: KeyLike) -> bytes:
 
 
 def where(kb: bytes) -> str:
-    """Name a tensor in messages: ``tensor 'a/b'`` (the repr of the bytes if not UTF-8)."""
-    try:
-        return f"tensor {kb.decode('utf-8')!r}"
-    except UnicodeDecodeError:
-        return f"tensor {kb!r}"
+    """Name a tensor in messages: ``tensor 'a/b'``, a slice entry ``tensor 'a/b[0,4:-]'``."""
+    return f"tensor {key_label(kb)!r}"
 
 
 def check_dtype(dtype: DTypeLike, where: str) -> DType:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import CkptmapError, CorruptCheckpointError, OutputError
 from ckptmap.formats.crc import crc32c, mask_crc
+from ckptmap.formats.slice_key import key_label
 from ckptmap.formats.zarr_layout import (
     ROOT_METADATA,
     STORAGE_STRINGS,
@@ -270,18 +271,19 @@ class Zarr3Writer:
         swap = ckpt.byte_order == ">" and unit > 1
         shard = ckpt.shard_name(part.shard_id)
         crc = 0
+        label = key_label(part.key)  # a slice entry as name[slice spec]
         for block, offset, size in plan_blocks(box, itemsize, self.block_bytes, chunk):
             data = ckpt.location.read(shard, part.offset + offset, size)
             crc = crc32c(data, crc)
             values: np.ndarray = np.frombuffer(data, dtype=np.uint8)
             if swap:
                 values = values.view(f">u{unit}").byteswap().view(np.uint8)
-            self._write_block(array, block, values.view(target), f"{location.text}: {part.key!r}")
+            self._write_block(array, block, values.view(target), f"{location.text}: {label!r}")
             self.tensor_bytes += size
         if part.num_elements and mask_crc(crc) != part.crc32c:
             raise CorruptCheckpointError(
                 ckpt.shard_url(part.shard_id),
-                f"tensor {part.key!r}: CRC32C mismatch: stored 0x{part.crc32c:08x}, computed "
+                f"tensor {label!r}: CRC32C mismatch: stored 0x{part.crc32c:08x}, computed "
                 f"0x{mask_crc(crc):08x} (the data file is corrupt; copy it again from its source)",
             )
 

@@ -231,3 +231,19 @@ def test_candidate_cutoff_outside_0_1_is_a_usage_error() -> None:
     result = run("check", "--old", OLD, "--new-graph", GRAPH, "--candidate-cutoff", "2")
     assert result.exit_code == 2
     assert "outside 0..1" in result.stderr
+
+
+def test_explain_prints_the_reason_sentence_of_every_key() -> None:
+    args = ["--old", OLD, "--new-graph", GRAPH, "--rule", RULE]
+    data = json.loads(run("check", *args, "--json").stdout)
+    text = run("check", *args, "--explain").stdout
+    flat = " ".join(text.split())  # a folded cell may wrap
+    for item in data["resolved"]:
+        assert item["why"], item
+        assert " ".join(item["why"].split()) in flat, item
+    whys = {item["key"]: item["why"] for item in data["resolved"]}
+    assert whys["global_step"] == "the old checkpoint has the same key"
+    assert whys["ffm/global_bias/w"] == (
+        "the user's rule ^ffm/global_bias/(.*)$=ffm/bias_net/{} gives 'ffm/bias_net/w'"
+    )
+    assert whys["ffm/tower/dense/kernel"].startswith("the same dense layer, renumbered: layer ")
