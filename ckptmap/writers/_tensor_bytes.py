@@ -8,10 +8,11 @@ block at a time, so memory never grows with a tensor's size:
 * **byte-copied**: a TensorFlow checkpoint whose tensor is stored whole, or
   cut along its first axis only (each slice is then one contiguous run of the
   merged tensor), is copied as its stored bytes: locally by the kernel
-  (:class:`~ckptmap.writers._copy.SourceFiles`, after a CRC32C pass), at a URL
-  through byte-range reads; a big-endian checkpoint is byte-swapped block by
-  block. The stored CRC32C of every piece is checked on the way, so a damaged
-  checkpoint never becomes an array file.
+  (:class:`~ckptmap.writers._copy.SourceFiles`; the CRC32C pass over the same
+  bytes runs in one worker thread alongside, and :meth:`TensorBytes.finish`
+  waits for it), at a URL through byte-range reads; a big-endian checkpoint is
+  byte-swapped block by block. The stored CRC32C of every piece is checked
+  before the caller commits, so a damaged checkpoint never becomes an array file.
 * **assembled**: any other slice layout, and every other source (zarr3,
   safetensors, npz), is read as arrays (:meth:`Source.read_box`) in row blocks
   of at most ``block_bytes``.
@@ -19,9 +20,12 @@ block at a time, so memory never grows with a tensor's size:
 
 from __future__ import annotations
 
+import collections
 import math
+import mmap
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BLOCK_BYTES", "TensorBytes", "pwrite_all"]
 
 DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024  # one read or write moves at most this many bytes
+_CRC_WINDOW = 16 * 1024 * 1024  # bytes of a data file mapped at once for a CRC32C pass
 
 Box = tuple[tuple[int, int], ...]
 
@@ -65,10 +70,31 @@ class TensorBytes:
         self.tensor_bytes = 0
         self._files = SourceFiles()
         self._specs = source.specs()
+        self._crc_files = SourceFiles()  # the worker's own descriptors and buffer
+        self._pool: ThreadPoolExecutor | None = None
+        self._checks: collections.deque[Future[None]] = collections.deque()
+
+    def finish(self) -> None:
+        """Wait for the CRC32C checks of every kernel copy made so far.
+
+        Raises:
+            CorruptCheckpointError: if a stored CRC32C does not match, or a
+                data file ends inside a tensor.
+            InputError: if a data file cannot be read.
+        """
+        while self._checks:
+            self._checks.popleft().result()
 
     def close(self) -> None:
-        """Close the source files opened for kernel copies."""
+        """Stop the CRC worker and close the source files opened for kernel copies."""
+        for check in self._checks:
+            check.cancel()
+        self._checks.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         self._files.close()
+        self._crc_files.close()
 
     def byte_copied(self, key: str) -> bool:
         """Whether ``key``'s stored bytes are copied as they are (else it is assembled)."""
@@ -146,8 +172,11 @@ class TensorBytes:
         where = f"tensor {entry.key!r}"
         src = self._files.open(ckpt.shard_path(entry.shard_id))
         self._files.check_range(src, entry.offset, entry.size, where)
-        crc = self._files.crc_ranges([(src, entry.offset, entry.size)], where)
-        _check_crc(ckpt, entry, crc)
+        while self._checks and self._checks[0].done():  # fail early on a damaged tensor
+            self._checks.popleft().result()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ckptmap-crc")
+        self._checks.append(self._pool.submit(self._check_stored, ckpt, entry))
         try:
             self._files.copy(src, entry.offset, entry.size, fd, at)
         except SourceEnded as err:
@@ -155,6 +184,33 @@ class TensorBytes:
         except OSError as err:
             raise OutputError(f"cannot write {where} ({err.strerror or err})") from err
         self.tensor_bytes += entry.size
+
+    def _check_stored(self, ckpt: Checkpoint, entry: TensorEntry) -> None:
+        """The CRC32C pass over one stored entry (in the worker thread).
+
+        The bytes are mapped a window at a time and checksummed in place (no
+        copy out of the page cache); each window is unmapped before the next,
+        so the mapping adds at most one window to the resident memory.
+        """
+        where = f"tensor {entry.key!r}"
+        src = self._crc_files.open(ckpt.shard_path(entry.shard_id))
+        _check_crc(ckpt, entry, self._mapped_crc(src, entry.offset, entry.size, where))
+
+    def _mapped_crc(self, src: Any, offset: int, size: int, where: str) -> int:
+        import google_crc32c
+        import numpy as np
+
+        crc, pos, end = 0, offset, offset + size
+        while pos < end:
+            base = pos - pos % mmap.ALLOCATIONGRANULARITY
+            length = min(_CRC_WINDOW, end - base)
+            self._crc_files.check_range(src, base, length, where)  # never map past the end
+            with mmap.mmap(src.fd, length, offset=base, access=mmap.ACCESS_READ) as window:
+                view = np.frombuffer(window, np.uint8, length - (pos - base), pos - base)
+                crc = int(google_crc32c.extend(crc, view))
+                del view  # the mapping closes only without exported buffers
+            pos = base + length
+        return crc
 
     def _stored_blocks(self, ckpt: Checkpoint, entry: TensorEntry) -> Iterator[memoryview]:
         import numpy as np

@@ -113,6 +113,7 @@ def write_safetensors(
             result.file_bytes += _write_file(source, output, name, part, stream, result)
             result.paths.update(dict.fromkeys(keys, name))
             result.files.append(name)
+        stream.finish()  # every stored CRC32C checked before anything can be committed
     finally:
         stream.close()
     if len(shards) > 1:
