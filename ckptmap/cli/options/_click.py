@@ -11,6 +11,7 @@ from click.core import ParameterSource
 
 from ckptmap.cli.options._resolve import Resolved, resolve_options
 from ckptmap.cli.options._spec import OptionSpec, option_specs, to_text
+from ckptmap.storage.store_config import configure as configure_stores
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,4 +141,8 @@ def resolve_click(ctx: click.Context, cls: type[T], command: str | None = None) 
         for name in specs
         if name in ctx.params and ctx.get_parameter_source(name) in _GIVEN
     }
-    return resolve_options(cls, command or ctx.info_name or "", cli=cli, config=_given_config(ctx))
+    resolved = resolve_options(
+        cls, command or ctx.info_name or "", cli=cli, config=_given_config(ctx)
+    )
+    configure_stores(resolved.storage)  # the config file's [storage] tables, under AWS_* etc.
+    return resolved

@@ -228,7 +228,8 @@ def config_values(
             of the wrong type (with its line and the expected type), or an
             unknown enum value (with the choices).
     """
-    shared = {key: value for key, value in config.table.items() if key not in commands}
+    # [storage] is not a command's: cli/options/_storage.py reads and checks it
+    shared = {k: v for k, v in config.table.items() if k not in commands and k != "storage"}
     for key in shared:
         if not any(key in specs for specs in commands.values()):
             raise _unknown_key(config, None, key, commands)

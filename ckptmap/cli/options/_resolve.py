@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -20,9 +20,11 @@ from ckptmap.cli.options._config import (
     read_config,
 )
 from ckptmap.cli.options._spec import OptionSpec, option_specs, to_json
+from ckptmap.cli.options._storage import storage_config
 from ckptmap.cli.options._values import BOOL_WORDS, Mismatch, from_env
 from ckptmap.cli.options.commands import COMMAND_OPTIONS
 from ckptmap.errors import UsageError
+from ckptmap.storage.store_config import StoreConfig
 
 T = TypeVar("T")
 
@@ -45,6 +47,8 @@ class Resolved(Generic[T]):
             ``env:<VARIABLE>``, ``cli``, or ``unset`` for a required option
             that no layer set.
         config: the config file that was read, if any.
+        storage: how object stores are reached (the file's ``[storage]`` tables
+            under the environment's ``AWS_*``, ``STORAGE_EMULATOR_HOST``, ...).
     """
 
     cls: type[T]
@@ -53,6 +57,7 @@ class Resolved(Generic[T]):
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     config: Path | None
+    storage: StoreConfig = field(default_factory=StoreConfig)
 
     @property
     def missing(self) -> list[str]:
@@ -205,4 +210,5 @@ def resolve_options(
                 sources[name] = UNSET
             else:
                 values[name], sources[name] = spec.default, DEFAULT
-    return Resolved(cls, command, specs, values, sources, file.path if file else None)
+    storage = StoreConfig.from_environment(environ, base=storage_config(file))
+    return Resolved(cls, command, specs, values, sources, file.path if file else None, storage)
