@@ -27,7 +27,7 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ckptmap.alias_structure import Structure, find_structure
@@ -168,6 +168,10 @@ class AliasPlan:
         mismatched: new keys whose named source disagrees in shape or dtype.
         unused_old: old keys that feed nothing.
         dropped: new keys left to their initializers on purpose (``clear_nn``).
+        old_names: for a TF2 object-based old checkpoint, old key -> the name
+            users know it by (:mod:`ckptmap.readers.object_graph`); else empty.
+        new_names: the same for the new keys, when the new model is an
+            object-based checkpoint of itself (a template).
     """
 
     matches: dict[str, Match]
@@ -176,6 +180,21 @@ class AliasPlan:
     mismatched: list[Mismatch]
     unused_old: list[str]
     dropped: list[Dropped]
+    old_names: dict[str, str] = field(default_factory=dict)
+    new_names: dict[str, str] = field(default_factory=dict)
+
+    def old_name(self, key: str) -> str:
+        """The name users know the old key by (the key itself in a name-based checkpoint)."""
+        return self.old_names.get(key, key)
+
+    def new_name(self, key: str) -> str:
+        """The name users know the new key by (the key itself unless a template names it)."""
+        return self.new_names.get(key, key)
+
+    @property
+    def by_name(self) -> bool:
+        """Whether either side has names other than its keys (an object graph)."""
+        return bool(self.old_names or self.new_names)
 
     @property
     def complete(self) -> bool:
@@ -214,7 +233,9 @@ class AliasPlan:
                     "dtype": u.dtype.name,
                     "shape": list(u.shape),
                     "candidates": [
-                        {"old_key": c.old_key, "score": c.score, "why": c.why} for c in u.candidates
+                        {"old_key": c.old_key, "score": c.score, "why": c.why}
+                        | ({"name": self.old_name(c.old_key)} if self.by_name else {})
+                        for c in u.candidates
                     ],
                     "suggested_rule": u.suggested_rule,
                     "suggested_entry": (
@@ -222,10 +243,16 @@ class AliasPlan:
                     ),
                     "note": u.note,
                 }
+                | ({"name": self.new_name(u.new_key)} if self.by_name else {})
                 for u in self.unresolved
             ],
             "mismatched": [
                 {"new_key": m.new_key, "old_key": m.old_key, "what": m.what}
+                | (
+                    {"new_name": self.new_name(m.new_key), "old_name": self.old_name(m.old_key)}
+                    if self.by_name
+                    else {}
+                )
                 for m in self.mismatched
             ],
             "unused_old": list(self.unused_old),

@@ -149,4 +149,6 @@ def _in_keys(plan: AliasPlan, old_key: Mapping[str, str], new_key: Mapping[str, 
         ),
         unused_old=sorted(old(k) for k in plan.unused_old),
         dropped=sorted(d._replace(new_key=new(d.new_key)) for d in plan.dropped),
+        old_names=dict(_inverse(old_key)),
+        new_names=dict(_inverse(new_key)),
     )

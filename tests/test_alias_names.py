@@ -123,3 +123,23 @@ def test_object_based_into_a_tf1_graph_with_a_renamed_layer(tf, tmp_path: Path) 
         step = session.run(tf.compat.v1.train.get_global_step(graph))
     assert step == old["global_step"]
     assert step > 0
+
+
+def test_check_explains_object_based_keys_by_name_with_ranked_candidates() -> None:
+    submodule = KERAS3 / "submodule" / "ckpt"
+    result = run("check", "--old", OLD, "--new-graph", submodule, "--json")
+    assert result.exit_code == 1
+    unresolved = {u["name"]: u for u in json.loads(result.stdout)["unresolved"]}
+    kernel = unresolved["net/encoder/hidden/kernel"]
+    assert kernel["new_key"] == "optimizer/_trainable_variables/0" + VALUE
+    # Ranked, not guessed: the layer's own kernel first, then the slots of its shape.
+    assert [c["name"] for c in kernel["candidates"]][:3] == [
+        "net/hidden/kernel",
+        "net/hidden/kernel/momentum",
+        "net/hidden/kernel/velocity",
+    ]
+    assert kernel["candidates"][0]["old_key"] == "model/hidden/_kernel" + VALUE
+    text = run("check", "--old", OLD, "--new-graph", submodule)
+    assert "net/encoder/hidden/kernel" in text.output
+    assert "net/hidden/kernel (0." in text.output
+    assert "no confident candidate; best: net/hidden/kernel (0." in text.output

@@ -67,22 +67,30 @@ def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
             out.print(f"... and {len(plan.filled) - MAX_ROWS:,} more; --json lists all")
     if unfilled:
         table = Table(box=None, title="Keys with no source", title_justify="left")
-        for col in ("new key", "dtype", "shape", "why", "candidates (same shape and dtype)"):
+        # Object-based checkpoints: the names users know first, then the key.
+        names = ("new name", "new key") if alias.by_name else ("new key",)
+        for col in (*names, "dtype", "shape", "why", "candidates (same shape and dtype)"):
             table.add_column(col)
         for u in unfilled[:MAX_ROWS]:
-            cands = ", ".join(f"{c.old_key} ({c.score:.2f})" for c in u.candidates[:3])
-            table.add_row(
-                display_key(u.new_key), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
+            cands = ", ".join(
+                f"{alias.old_name(c.old_key)} ({c.score:.2f})" for c in u.candidates[:3]
             )
-        print_table(table, console=out)
+            shown = (alias.new_name(u.new_key), u.new_key) if alias.by_name else (u.new_key,)
+            table.add_row(
+                *map(display_key, shown), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
+            )
+        print_table(table, keys=tuple(range(len(names))), console=out)
         if len(unfilled) > MAX_ROWS:
             out.print(f"... and {len(unfilled) - MAX_ROWS:,} more; --json lists all")
     if alias.mismatched:
         table = Table(box=None, title="Keys whose source disagrees", title_justify="left")
-        for col in ("new key", "old key", "problem"):
+        for col in ("new name", "old name") if alias.by_name else ("new key", "old key"):
+            table.add_column(col)
+        for col in ("problem",):
             table.add_column(col)
         for m in alias.mismatched[:MAX_ROWS]:
-            table.add_row(display_key(m.new_key), display_key(m.old_key), m.what)
+            new_key, old_key = alias.new_name(m.new_key), alias.old_name(m.old_key)
+            table.add_row(display_key(new_key), display_key(old_key), m.what)
         print_table(table, keys=(0, 1), console=out)
         if len(alias.mismatched) > MAX_ROWS:
             out.print(f"... and {len(alias.mismatched) - MAX_ROWS:,} more; --json lists all")
