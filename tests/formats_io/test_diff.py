@@ -177,3 +177,18 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     result = _cli(PS2.prefix, PS2.prefix, "--alias-map", bad_map)
     assert result.exit_code == 2
     assert "checkpoint b has no key 'nope'" in result.stderr
+
+
+def test_a_zarr3_store_and_a_safetensors_file_compare_as_sources(tmp_path: Path) -> None:
+    pytest.importorskip("tensorstore")
+    store = tmp_path / "model.zarr"
+    convert(PS2.prefix, store)
+    st = tmp_path / "model.safetensors"
+    convert(store, st, to="safetensors")  # zarr3 -> safetensors: every tensor assembled
+    report = diff_checkpoints(store, st, values=True)
+    assert (report.a_format, report.b_format) == ("zarr3", "safetensors")
+    assert report.identical
+    arrays = _values()
+    arrays[EMB] = arrays[EMB] * 2
+    report = diff_checkpoints(store, _npz(tmp_path / "x.npz", arrays))
+    assert [c.b for c in report.different] == [EMB]
