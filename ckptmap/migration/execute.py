@@ -202,7 +202,7 @@ def execute(
         ) as w:
             if link and can_copy_bytes(source):
                 linker = Linker(w, source)
-            pieces = piece_bytes_for(source, verify=verify, linker=linker)
+            pieces = piece_bytes_for(source, verify=verify, linker=linker, tensors=plan.tensors)
             try:
                 for tensor in plan.tensors:
                     bytes_written += write_tensor(w, pieces, tensor, progress)

@@ -16,8 +16,9 @@ from is a :class:`PieceBytes`:
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,11 +31,13 @@ from ckptmap.migration.source_crcs import SourceCrcs, piece_label, stored_entry
 from ckptmap.migration.transforms import old_box
 from ckptmap.readers.tf_bundle import Checkpoint
 from ckptmap.split import PartitionError, assemble_slice, box_of
+from ckptmap.storage.range_reads import ReadOptions
 from ckptmap.writers.tf_bundle import BundleWriter, slice_entry_key
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from ckptmap.readers._bundle_index import TensorEntry
     from ckptmap.readers.source import Source
 
 log = logging.getLogger(__name__)
@@ -186,16 +189,35 @@ class LocalBytes(PieceBytes):
 class FetchedBytes(PieceBytes):
     """A TensorFlow checkpoint at a URL: a tensor's stored pieces fetched by byte range.
 
-    The pieces a tensor needs are fetched together (at most the tensor's size in
-    memory). Every fetched piece that is written or cut is checked against its
-    stored CRC32C with ``verify``; unchanged pieces keep their stored CRC.
+    With the plan's ``tensors`` (in the order they will be written) every range
+    they need is planned up front and fetched ahead: nearby ranges merged, many
+    requests in flight within the byte budget of ``reads``
+    (:mod:`ckptmap.storage.range_reads`). A tensor written out of that order is
+    fetched on its own. Every fetched piece that is written or cut is checked
+    against its stored CRC32C with ``verify``; unchanged pieces keep their
+    stored CRC.
     """
 
-    def __init__(self, ckpt: Checkpoint, *, verify: bool) -> None:
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        *,
+        verify: bool,
+        tensors: Sequence[TensorPlan] = (),
+        reads: ReadOptions | None = None,
+    ) -> None:
         self.ckpt = ckpt
         self.verify = verify
         self._raw: dict[int, memoryview] = {}
         self._arrays: dict[int, np.ndarray] = {}
+        self._entries: list[TensorEntry] = []
+        self._planned: collections.deque[tuple[TensorPlan, list[TensorEntry]]] = collections.deque(
+            (t, [stored_entry(ckpt, t.source, s) for s in t.stored])
+            for t in tensors
+            if t.transpose is None  # transposed keys are read as array boxes
+        )
+        wanted = [entry for _, entries in self._planned for entry in entries]
+        self._ahead = ckpt.stream(wanted, reads or ReadOptions()) if wanted else None
 
     @property
     def where(self) -> str:
@@ -207,9 +229,18 @@ class FetchedBytes(PieceBytes):
     def prepare(self, tensor: TensorPlan) -> None:
         self._raw.clear()
         self._arrays.clear()
-        entries = [stored_entry(self.ckpt, tensor.source, s) for s in tensor.stored]
-        self._raw = dict(enumerate(self.ckpt.fetch(entries)))
-        self._entries = entries
+        if self._planned and self._planned[0][0] is tensor and self._ahead is not None:
+            _, self._entries = self._planned.popleft()
+            self._raw = {i: next(self._ahead) for i in range(len(self._entries))}
+            return
+        self._entries = [stored_entry(self.ckpt, tensor.source, s) for s in tensor.stored]
+        self._raw = dict(enumerate(self.ckpt.fetch(self._entries)))
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()  # outstanding reads are dropped
+            self._ahead = None
+        self._planned.clear()
 
     def copy(self, writer: BundleWriter, key: str, tensor: TensorPlan, piece: PiecePlan) -> int:
         assert piece.feed is not None
@@ -349,12 +380,23 @@ def write_tensor(
     return written
 
 
-def piece_bytes_for(source: Source, *, verify: bool, linker: Linker | None) -> PieceBytes:
-    """The byte path for an open old source."""
+def piece_bytes_for(
+    source: Source,
+    *,
+    verify: bool,
+    linker: Linker | None,
+    tensors: Sequence[TensorPlan] = (),
+    reads: ReadOptions | None = None,
+) -> PieceBytes:
+    """The byte path for an open old source.
+
+    ``tensors`` (the plan's, in write order) lets a checkpoint at a URL fetch
+    every range ahead, as ``reads`` says (see :class:`FetchedBytes`).
+    """
     from ckptmap.readers.source import can_copy_bytes
 
     if not can_copy_bytes(source):
         return ArrayBytes(source)
     if not source.location.is_local:
-        return FetchedBytes(source, verify=verify)
+        return FetchedBytes(source, verify=verify, tensors=tensors, reads=reads)
     return LocalBytes(source, verify=verify, linker=linker)

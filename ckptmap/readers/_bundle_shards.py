@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, RangeError
 from ckptmap.readers._bundle_index import TensorEntry
 from ckptmap.storage import LocalLocation, Location
 from ckptmap.storage.input_files import open_input, resolved_input
+from ckptmap.storage.kvstore import KvLocation
+from ckptmap.storage.range_reads import RangeReader, ReadOptions, Want
 
 FIX_DATA = "the data file is corrupt or truncated; copy it again from its source"
 
@@ -151,6 +153,36 @@ class ShardFiles:
                 out[n] = memoryview(data)
         return out
 
+    def stream(
+        self, entries: list[TensorEntry], options: ReadOptions
+    ) -> Generator[memoryview, None, None]:
+        """The stored bytes of ``entries`` one by one, in order, fetched ahead.
+
+        At a URL the ranges are planned together (:mod:`ckptmap.storage.range_reads`):
+        nearby ones merged, many requests in flight within ``options``' byte
+        budget. Locally these are views of the mapped shards.
+
+        Raises (while iterating):
+            MissingInputError: if a data file is missing.
+            CorruptCheckpointError: if bytes lie past the end of their data file.
+            InputError: if the store cannot be read (naming the URL).
+        """
+        if not isinstance(self.location, KvLocation):
+            for entry in entries:
+                yield self.fetch([entry])[0]
+            return
+        wants = [Want(self.shard_name(e.shard_id), e.offset, e.size) for e in entries]
+        reader = RangeReader(self.location, wants, options)
+        delivered = 0  # the entries handed out; a failure is in a later one
+        try:
+            for data in reader:
+                yield data
+                delivered += 1
+        except MissingInputError:
+            raise self.missing(self.shard_url(entries[delivered].shard_id)) from None
+        except RangeError as err:
+            raise self.past_the_end(_at(entries, delivered, err), err.size) from None
+
     def _mapped(self, entry: TensorEntry) -> memoryview:
         shard = self._shard(entry.shard_id)
         if entry.offset + entry.size > len(shard):
@@ -195,3 +227,10 @@ class ShardFiles:
                 mapped.close()
         self._views.clear()
         self._maps.clear()
+
+
+def _at(entries: list[TensorEntry], number: int, err: RangeError) -> TensorEntry:
+    """The entry whose bytes a failed range read was for (the next one not yet delivered)."""
+    at = err.offset or 0
+    rest = entries[number:] if number < len(entries) else entries
+    return next((e for e in rest if e.offset <= at < e.offset + e.size), rest[0])

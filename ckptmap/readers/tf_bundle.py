@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ckptmap.spec import TensorSpec
     from ckptmap.split import SliceSpec
     from ckptmap.storage import Location
+    from ckptmap.storage.range_reads import ReadOptions
 
 __all__ = ["Checkpoint", "TensorEntry", "open_checkpoint", "open_found"]
 
@@ -266,6 +267,16 @@ class Checkpoint:
                     "(use slice_entries)"
                 )
         return self._shards.fetch(entries)
+
+    def stream(
+        self, entries: list[TensorEntry], options: ReadOptions
+    ) -> Generator[memoryview, None, None]:
+        """The stored bytes of ``entries`` in order; at a URL planned and fetched ahead.
+
+        Errors as :meth:`fetch`, raised while iterating (see
+        :meth:`~ckptmap.readers._bundle_shards.ShardFiles.stream`).
+        """
+        return self._shards.stream(entries, options)
 
     # -- values --------------------------------------------------------------------
 

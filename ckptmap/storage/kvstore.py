@@ -28,7 +28,7 @@ from ckptmap.storage.store_config import open_kvstore, store_spec
 if TYPE_CHECKING:
     import tensorstore
 
-__all__ = ["KvLocation", "translate_error"]
+__all__ = ["KvLocation", "PendingRange", "translate_error"]
 
 READ_PART_BYTES = 64 << 20  # a longer range is fetched as concurrent parts of this size
 MAX_IN_FLIGHT_BYTES = 256 << 20  # bytes requested at once by read_ranges
@@ -124,27 +124,16 @@ class KvLocation(Location):
         self, name: str, batch: list[tuple[int, int, int]], chunks: list[list[bytes]]
     ) -> None:
         """Issue every read of ``batch`` at once, then collect them in order."""
-        where = self.where(name)
-        futures = [self.store.read(name, byte_range=slice(s, s + n)) for _, s, n in batch]
-        for (number, start, length), future in zip(batch, futures, strict=True):
-            try:
-                result = future.result()
-            except ValueError as err:
-                raise translate_error(err, where, offset=start, length=length) from None
-            value = result.value
-            count_io(read=len(value))
-            if result.state != "value":
-                raise MissingInputError(where, "no such file (not found at this URL)")
-            if len(value) > length:
-                raise InputError(_ignores_ranges(where))
-            if len(value) < length:
-                raise RangeError(
-                    where,
-                    None,
-                    f"bytes {start}..{start + length} lie past the end of the file",
-                    start,
-                )
-            chunks[number].append(value)
+        pending = [self.start_read(name, s, n) for _, s, n in batch]
+        for (number, _, _), read in zip(batch, pending, strict=True):
+            chunks[number].append(read.result())
+
+    def start_read(self, name: str, offset: int, length: int) -> PendingRange:
+        """Start reading ``length`` bytes of ``name`` at ``offset``; ``result()`` waits for them.
+
+        The errors of :meth:`read_ranges` are raised by ``result()``.
+        """
+        return PendingRange(self, name, offset, length)
 
     def read_all(self, name: str, *, max_bytes: int | None = None) -> bytes:
         where = self.where(name)
@@ -187,6 +176,44 @@ class KvLocation(Location):
     def delete(self, name: str) -> None:
         with contextlib.suppress(ValueError, NotImplementedError, CkptmapError):
             self.store.delete_range(_key_range(name)).result()
+
+
+class PendingRange:
+    """One byte range being read (a tensorstore future); :meth:`result` checks what came."""
+
+    def __init__(self, location: KvLocation, name: str, offset: int, length: int) -> None:
+        self._where = location.where(name)
+        self._offset = offset
+        self._length = length
+        try:
+            self._future = location.store.read(name, byte_range=slice(offset, offset + length))
+        except ValueError as err:
+            raise translate_error(err, self._where, offset=offset, length=length) from None
+
+    def result(self) -> bytes:
+        """The bytes, once they are all there.
+
+        Raises:
+            MissingInputError: if the file does not exist.
+            RangeError: if the range runs past the end of the file.
+            InputError: if the store cannot be read (the message names the URL).
+        """
+        where, start, length = self._where, self._offset, self._length
+        try:
+            result = self._future.result()
+        except ValueError as err:
+            raise translate_error(err, where, offset=start, length=length) from None
+        value: bytes = result.value
+        count_io(read=len(value))
+        if result.state != "value":
+            raise MissingInputError(where, "no such file (not found at this URL)")
+        if len(value) > length:
+            raise InputError(_ignores_ranges(where))
+        if len(value) < length:
+            raise RangeError(
+                where, None, f"bytes {start}..{start + length} lie past the end of the file", start
+            )
+        return value
 
 
 def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
