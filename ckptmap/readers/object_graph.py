@@ -464,12 +464,17 @@ def _keras3_slot(graph: _Graph, variable: int, name: str, list_name: str) -> tup
 
 
 def _named_slot(name: str, variables: Mapping[str, int], item: int) -> tuple[str, str] | None:
-    """tf-keras: ``<optimizer>/<slot>/<variable full name>`` (``Adam/m/hidden/kernel``).
+    """tf-keras: ``<optimizer>/<slot>/<variable full name>`` (``Adam/m/hidden/kernel``),
+    or ``<slot>/<variable full name>`` for slots made by ``optimizer.build()`` outside
+    the optimizer's name scope (``m/hidden/kernel``).
 
-    The part after the second ``/`` must be the full name of another variable.
+    The part after the slot name must be the full name of another variable.
     """
-    parts = name.split("/", 2)
-    if len(parts) < 3:
-        return None
-    original = parts[2]
-    return (original, parts[1]) if variables.get(original, item) != item else None
+    for head in (1, 2):
+        parts = name.split("/", head)
+        if len(parts) <= head:
+            return None
+        original = parts[head]
+        if variables.get(original, item) != item:
+            return original, parts[head - 1]
+    return None
