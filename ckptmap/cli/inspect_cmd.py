@@ -14,6 +14,7 @@ from ckptmap.errors import UsageError
 
 if TYPE_CHECKING:  # the library (and numpy) load only when the command runs
     from ckptmap.inspect import InspectReport, TensorInfo
+    from ckptmap.readers.assets import Asset
 
 _PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summarizing with "..."
 
@@ -125,15 +126,27 @@ def _print_report(report: InspectReport) -> None:
         assets = Table(title="Assets", title_justify="left", box=None, header_style="bold")
         for column in ("name", "kind", "ps", "size", "legacy"):
             assets.add_column(column, justify="right" if column in ("ps", "size") else "left")
+        # One row per asset name: a legacy <prefix>hash_filter_<ps> beside the
+        # prefix that repeats one in .assets/ is marked in the legacy column.
+        by_name: dict[str, list[Asset]] = {}
         for a in report.assets:
+            by_name.setdefault(a.name, []).append(a)
+        for name, files in by_name.items():
+            a = next((f for f in files if not f.legacy), files[0])
+            legacy = [f for f in files if f.legacy]
             assets.add_row(
-                display_key(a.name),
+                display_key(name),
                 a.kind,
                 "" if a.ps_index is None else str(a.ps_index),
                 "?" if a.size is None else human_bytes(a.size),
-                "yes" if a.legacy else "",
+                ("also" if len(legacy) < len(files) else "yes") if legacy else "",
             )
         print_table(assets)
+        if any(len(files) > 1 for files in by_name.values()):
+            console.print(
+                "legacy 'also': the file is in .assets/ and beside the prefix too"
+                " (<prefix>hash_filter_<ps>, Monolith's old layout)"
+            )
 
 
 def _print_values(report: InspectReport) -> None:
