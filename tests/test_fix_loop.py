@@ -73,6 +73,19 @@ def _layer(key: str) -> str:
     return key.rpartition("/")[0]
 
 
+def _assert_rule_keeps_layers(text: str) -> None:
+    """Applied to every key of the new model, ``text`` gives no old key of another layer."""
+    from ckptmap.naming import parse_rule
+
+    rule = parse_rule(text)
+    old_keys = {f"{layer}/{leaf}" for layer in OLD_LAYERS for leaf in ("w", "b")}
+    for layer, source in NEW_LAYERS.items():
+        for leaf in ("w", "b"):
+            out = rule.apply(f"{layer}/{leaf}")
+            if out in old_keys:
+                assert _layer(out) == source, (text, f"{layer}/{leaf}", out)
+
+
 def test_following_suggested_rules_resolves_a_renamed_scope_and_layer(tmp_path: Path) -> None:
     import tensorflow as tf
 
@@ -93,6 +106,8 @@ def test_following_suggested_rules_resolves_a_renamed_scope_and_layer(tmp_path: 
                 ((new_key, old_key),) = entry.items()
                 assert _layer(old_key) == NEW_LAYERS[_layer(new_key)], item
             assert item["note"] != "no old key of this shape and dtype"
+        for rule in data["suggested_rules"]:  # no suggested rule maps a key to another layer
+            _assert_rule_keeps_layers(rule)
         if data["ok"]:
             assert result.exit_code == 0
             break
