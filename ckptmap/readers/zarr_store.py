@@ -61,6 +61,7 @@ from ckptmap.spec import TensorSpec
 from ckptmap.split import SliceSpec
 from ckptmap.storage import is_url
 from ckptmap.storage.input_files import check_tree, open_input
+from ckptmap.storage.store_config import store_context, store_spec, use_gcs_endpoint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,7 +90,7 @@ def shared_context() -> Any:
     import tensorstore as ts
 
     if _CONTEXT is None:
-        _CONTEXT = ts.Context()
+        _CONTEXT = store_context()  # the retry policy of storage.store_config
     return ts.Context(ts.Context.Spec({"cache_pool": {}}), parent=_CONTEXT)
 
 
@@ -142,7 +143,11 @@ def store_location(location: str | os.PathLike[str], *, ocdbt: bool = False) -> 
 
         url = text if text.endswith("/") else text + "/"
         try:
-            base: dict[str, Any] = ts.KvStore.Spec(url).to_json()
+            if text.split(":", 1)[0].lower() in ("s3", "gs"):  # endpoint, credentials
+                base: dict[str, Any] = store_spec(url)
+                use_gcs_endpoint()
+            else:
+                base = ts.KvStore.Spec(url).to_json()
         except ValueError as err:
             raise UsageError(
                 f"{text}: not a storage location tensorstore understands ({_first_line(err)}); "

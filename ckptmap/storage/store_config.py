@@ -56,6 +56,7 @@ __all__ = [
     "open_kvstore",
     "store_context",
     "store_spec",
+    "use_gcs_endpoint",
 ]
 
 GCS_URL_ENV = "TENSORSTORE_GCS_HTTP_URL"  # read by tensorstore's gcs driver at open
@@ -249,7 +250,15 @@ def open_kvstore(spec: dict[str, Any], config: StoreConfig | None = None) -> ten
     import tensorstore as ts
 
     config = config or current()
-    if spec.get("driver") == "gcs" and config.gcs.endpoint:
+    if spec.get("driver") == "gcs":
+        use_gcs_endpoint(config)
+    return ts.KvStore.open(spec, context=store_context(config)).result()
+
+
+def use_gcs_endpoint(config: StoreConfig | None = None) -> None:
+    """Point tensorstore's ``gcs`` driver at the configured endpoint (before opening a
+    ``gs://`` store; nothing without one). The one place ckptmap sets the variables."""
+    config = config or current()
+    if config.gcs.endpoint:
         os.environ[GCS_URL_ENV] = config.gcs.endpoint
         os.environ.setdefault(GCS_TEST_TOKEN_ENV, EMULATOR_TOKEN)
-    return ts.KvStore.open(spec, context=store_context(config)).result()
