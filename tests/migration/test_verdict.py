@@ -247,3 +247,13 @@ def test_explain_prints_the_reason_sentence_of_every_key() -> None:
         "the user's rule ^ffm/global_bias/(.*)$=ffm/bias_net/{} gives 'ffm/bias_net/w'"
     )
     assert whys["ffm/tower/dense/kernel"].startswith("the same dense layer, renumbered: layer ")
+
+
+def test_alias_lists_filled_keys_apart_from_unresolved() -> None:
+    result = run("alias", "--old", OLD, "--new-graph", GRAPH, "--fill-from", TEMPLATE)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert sorted(doc["filled"]) == sorted(FILLED)
+    assert doc["unresolved"] == []
+    assert doc["fill_from"] == str(TEMPLATE / "model.ckpt-100")
+    assert not set(FILLED) & set(doc["aliases"])
