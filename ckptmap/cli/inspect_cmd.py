@@ -128,10 +128,10 @@ def _print_report(report: InspectReport) -> None:
             assets.add_column(column, justify="right" if column in ("ps", "size") else "left")
         # One row per asset name: a legacy <prefix>hash_filter_<ps> beside the
         # prefix that repeats one in .assets/ is marked in the legacy column.
-        by_name: dict[str, list[Asset]] = {}
+        files_of: dict[str, list[Asset]] = {}
         for a in report.assets:
-            by_name.setdefault(a.name, []).append(a)
-        for name, files in by_name.items():
+            files_of.setdefault(a.name, []).append(a)
+        for name, files in files_of.items():
             a = next((f for f in files if not f.legacy), files[0])
             legacy = [f for f in files if f.legacy]
             assets.add_row(
@@ -142,7 +142,7 @@ def _print_report(report: InspectReport) -> None:
                 ("also" if len(legacy) < len(files) else "yes") if legacy else "",
             )
         print_table(assets)
-        if any(len(files) > 1 for files in by_name.values()):
+        if any(len(files) > 1 for files in files_of.values()):
             console.print(
                 "legacy 'also': the file is in .assets/ and beside the prefix too"
                 " (<prefix>hash_filter_<ps>, Monolith's old layout)"
