@@ -119,3 +119,21 @@ def test_json_agrees_with_tensorflow(tf, flavour: str) -> None:  # type: ignore[
             )
             found += 1
     assert found == 12  # 6 variables, 2 slots each
+
+
+@pytest.mark.tf
+def test_a_damaged_object_graph_is_one_line_exit_3(tf, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    prefix = str(tmp_path / "ckpt")
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=["_CHECKPOINTABLE_OBJECT_GRAPH", "x/.ATTRIBUTES/VARIABLE_VALUE"],
+        shape_and_slices=["", ""],
+        tensors=[tf.constant(b"\x0a\xff\xff\xff"), tf.constant([1.0])],
+    )
+    for command in (["inspect", prefix], ["check", "--old", prefix, "--new-graph", prefix]):
+        result = run(*command)
+        assert result.exit_code == 3, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith(f"error: {prefix}.index: _CHECKPOINTABLE_OBJECT_GRAPH is not")
+        assert "Traceback" not in result.output
