@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ckptmap.errors import (
     CkptmapError,
@@ -175,7 +175,9 @@ class KvLocation(Location):
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(ValueError, NotImplementedError, CkptmapError):
-            self.store.delete_range(_key_range(name)).result()
+            # one DELETE of one key (a delete_range lists first; the GCS emulator ignores
+            # the listing's range and would delete the whole bucket)
+            self.store.write(name, None).result()
 
 
 class PendingRange:
@@ -240,12 +242,6 @@ def _prefix_end(prefix: str) -> str:
     """The smallest key greater than every key starting with ``prefix``."""
     raw = prefix.encode("utf-8", "surrogateescape")
     return (raw[:-1] + bytes([raw[-1] + 1])).decode("utf-8", "surrogateescape") if raw else ""
-
-
-def _key_range(name: str) -> Any:
-    import tensorstore as ts
-
-    return ts.KvStore.KeyRange(name, name + "\x00")
 
 
 def _ignores_ranges(where: str) -> str:
