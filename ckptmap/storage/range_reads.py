@@ -89,30 +89,33 @@ class RequestPlan:
 def plan_requests(wants: Sequence[Want], options: ReadOptions) -> RequestPlan:
     """Merge and split ``wants`` (in the order they will be used) into requests.
 
-    A range joins the last request when it is in the same file, starts no
-    earlier than that request and at most ``gap_bytes`` after its end, and the
-    request stays within ``max_request_bytes``; requests are therefore used
-    (and released) in the order they are issued.
+    A range joins the last request of its file when it starts no earlier than
+    that request and at most ``gap_bytes`` after its end, and the request stays
+    within ``max_request_bytes``. Requests are listed in the order they are
+    first needed.
     """
     plan = RequestPlan()
     limit = options.max_request_bytes
+    open_by_file: dict[str, int] = {}  # the last request of each file
     for number, want in enumerate(wants):
         pieces: list[Segment] = []
         pos, end = want.offset, want.offset + want.length
         while pos < end:
-            last = plan.requests[-1] if plan.requests else None
+            at = open_by_file.get(want.name)
+            last = plan.requests[at] if at is not None else None
             if (
                 last is not None
-                and last.name == want.name
+                and at is not None
                 and last.start <= pos <= last.end + options.gap_bytes
                 and pos < last.start + limit
             ):
                 take = min(end, last.start + limit) - pos
                 last.end = max(last.end, pos + take)
                 last.last_want = number
-                pieces.append(Segment(len(plan.requests) - 1, pos - last.start, take))
+                pieces.append(Segment(at, pos - last.start, take))
             else:
                 take = min(end - pos, limit)
+                open_by_file[want.name] = len(plan.requests)
                 plan.requests.append(Request(want.name, pos, pos + take, number))
                 pieces.append(Segment(len(plan.requests) - 1, 0, take))
             pos += take
@@ -160,17 +163,18 @@ class RangeReader:
 
     def __iter__(self) -> Iterator[memoryview]:
         requests = self.plan.requests
-        released = 0
+        ends: dict[int, list[int]] = {}  # want number -> the requests it is the last user of
+        for number, request in enumerate(requests):
+            ends.setdefault(request.last_want, []).append(number)
         for number, segments in enumerate(self.plan.segments):
             parts = [self._bytes(s.request)[s.offset : s.offset + s.length] for s in segments]
             if len(parts) == 1:
                 yield parts[0]
             else:
                 yield memoryview(b"".join(parts))
-            while released < self._next and requests[released].last_want <= number:
-                self._done.pop(released, None)
-                self._held -= requests[released].length
-                released += 1
+            for done in ends.pop(number, ()):
+                self._done.pop(done, None)
+                self._held -= requests[done].length
             self._issue()
 
     def _bytes(self, request: int) -> memoryview:
