@@ -41,7 +41,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -238,10 +238,11 @@ def parse_object_graph(data: bytes, where: str, keys: Collection[str] | None = N
         ) from None
     _check_references(graph, where)
     wanted = set(keys) if keys is not None else None
-    paths = _object_paths(graph)
-    slots = _slots(graph, paths)
-    paths = _with_slot_paths(graph, paths)
-    iterations = _iteration_nodes(graph)
+    nodes = _Nodes(graph)
+    paths = _object_paths(nodes)
+    slots = _slots(graph, nodes, paths)
+    _with_slot_paths(graph, paths)
+    iterations = _iteration_nodes(nodes)
     names: dict[str, KeyNames] = {}
     for node_id, node in enumerate(graph.nodes):
         own = paths.get(node_id, ())
@@ -290,8 +291,7 @@ def _check_references(graph: _Graph, where: str) -> None:
             )
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):
     """One path in the breadth-first walk: the node reached, its last name, the path before."""
 
     node: int
@@ -300,23 +300,51 @@ class _Step:
     depth: int
 
 
-def _object_paths(graph: _Graph) -> dict[int, tuple[str, ...]]:
+class _Nodes:
+    """The graph's children lists and full names, read out of the proto once."""
+
+    def __init__(self, graph: _Graph) -> None:
+        self.children = [[(c.node_id, c.local_name) for c in n.children] for n in graph.nodes]
+        self.full_names: dict[int, str] = {}
+        for node_id, node in enumerate(graph.nodes):
+            for attribute in node.attributes:
+                if attribute.name == _VARIABLE_VALUE and attribute.full_name:
+                    self.full_names[node_id] = str(attribute.full_name)
+                    break
+        self.optimizers = [
+            node_id
+            for node_id, node in enumerate(graph.nodes)
+            if node.slot_variables
+            or any(name in _ITERATION_CHILDREN for _, name in self.children[node_id])
+        ]
+
+    def child(self, node_id: int, name: str) -> int | None:
+        return next((c for c, local in self.children[node_id] if local == name), None)
+
+    def list_items(self, node_id: int) -> list[int] | None:
+        """A list object's elements (children named ``0``, ``1``, ... in order), else ``None``."""
+        children = self.children[node_id]
+        if not children or any(local != str(i) for i, (_, local) in enumerate(children)):
+            return None
+        return [c for c, _ in children]
+
+
+def _object_paths(nodes: _Nodes) -> _Paths:
     """Up to :data:`MAX_PATHS` simple paths from the root to each node, shortest first.
 
     Breadth first in stored child order, as TensorFlow assigns keys, so each
     node's first path is the one TensorFlow's saver found. Local names are
     escaped as in keys (``.`` -> ``..``, ``/`` -> ``.S``).
     """
-    if not graph.nodes:
-        return {}
+    if not nodes.children:
+        return _Paths({})
     found: dict[int, list[_Step]] = {}
     queue: deque[_Step | None] = deque([None])
     budget = _ALT_PATH_BUDGET
     while queue:
         step = queue.popleft()
         node = 0 if step is None else step.node
-        for child in graph.nodes[node].children:
-            target = child.node_id
+        for target, local_name in nodes.children[node]:
             have = found.setdefault(target, [])
             if target == 0 or len(have) >= MAX_PATHS:
                 continue
@@ -324,12 +352,35 @@ def _object_paths(graph: _Graph) -> dict[int, tuple[str, ...]]:
                 budget -= 1 if step is None else step.depth
                 if budget < 0 or _on_path(step, target):
                     continue
-            new = _Step(
-                target, _escape(child.local_name), step, 1 if step is None else step.depth + 1
-            )
+            new = _Step(target, _escape(local_name), step, 1 if step is None else step.depth + 1)
             have.append(new)
             queue.append(new)
-    return {node: tuple(_text(step) for step in steps) for node, steps in found.items() if steps}
+    return _Paths({node: steps for node, steps in found.items() if steps})
+
+
+class _Paths(Mapping[int, tuple[str, ...]]):
+    """Node -> its paths as text, made on first use (most nodes hold no key)."""
+
+    def __init__(self, steps: dict[int, list[_Step]]) -> None:
+        self._steps = steps
+        self._text: dict[int, tuple[str, ...]] = {}
+
+    def __getitem__(self, node: int) -> tuple[str, ...]:
+        if node not in self._text:
+            self._text[node] = tuple(_text(step) for step in self._steps[node])
+        return self._text[node]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._steps.keys() | self._text.keys())
+
+    def __len__(self) -> int:
+        return len(self._steps.keys() | self._text.keys())
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._steps or node in self._text
+
+    def add(self, node: int, paths: tuple[str, ...]) -> None:
+        self._text[node] = paths
 
 
 def _on_path(step: _Step | None, node: int) -> bool:
@@ -353,10 +404,8 @@ def _escape(local_name: str) -> str:
     return local_name.replace(".", "..").replace("/", ".S")
 
 
-def _with_slot_paths(
-    graph: _Graph, paths: dict[int, tuple[str, ...]]
-) -> dict[int, tuple[str, ...]]:
-    """``paths`` plus, for a referenced slot no child reaches, the path its key was made of.
+def _with_slot_paths(graph: _Graph, paths: _Paths) -> None:
+    """Add to ``paths``, for a referenced slot no child reaches, the path its key was made of.
 
     TensorFlow names such a slot ``<variable path>/.OPTIMIZER_SLOT/<optimizer path>/<slot>``.
     """
@@ -370,76 +419,43 @@ def _with_slot_paths(
             extra[ref.slot_variable_node_id] = (
                 f"{variable[0]}/.OPTIMIZER_SLOT/{optimizer[0]}/{_escape(ref.slot_name)}",
             )
-    return {**paths, **extra}
+    for node, texts in extra.items():
+        paths.add(node, texts)
 
 
-def _full_name(graph: _Graph, node_id: int) -> str | None:
-    for attribute in graph.nodes[node_id].attributes:
-        if attribute.name == _VARIABLE_VALUE and attribute.full_name:
-            return str(attribute.full_name)
-    return None
-
-
-def _child(graph: _Graph, node_id: int, name: str) -> int | None:
-    return next((c.node_id for c in graph.nodes[node_id].children if c.local_name == name), None)
-
-
-def _is_optimizer(graph: _Graph, node_id: int) -> bool:
-    node = graph.nodes[node_id]
-    return bool(node.slot_variables) or any(
-        _child(graph, node_id, name) is not None for name in _ITERATION_CHILDREN
-    )
-
-
-def _iteration_nodes(graph: _Graph) -> set[int]:
+def _iteration_nodes(nodes: _Nodes) -> set[int]:
     """The iteration counters of the optimizers (their ``_iterations`` or ``iter`` child)."""
     found: set[int] = set()
-    for node_id in range(len(graph.nodes)):
-        if not _is_optimizer(graph, node_id):
-            continue
+    for opt in nodes.optimizers:
         for name in _ITERATION_CHILDREN:
-            child = _child(graph, node_id, name)
-            if child is not None and _full_name(graph, child) is not None:
+            child = nodes.child(opt, name)
+            if child is not None and child in nodes.full_names:
                 found.add(child)
     return found
 
 
-def _list_items(graph: _Graph, node_id: int) -> list[int] | None:
-    """The elements of a list object (children named ``0``, ``1``, ... in order), else ``None``."""
-    children = graph.nodes[node_id].children
-    if not children or any(c.local_name != str(i) for i, c in enumerate(children)):
-        return None
-    return [c.node_id for c in children]
-
-
-def _slots(graph: _Graph, paths: Mapping[int, tuple[str, ...]]) -> dict[int, SlotOf]:
+def _slots(graph: _Graph, nodes: _Nodes, paths: Mapping[int, tuple[str, ...]]) -> dict[int, SlotOf]:
     """Slot variable node -> :class:`SlotOf`, from references, positions and names."""
     slots: dict[int, SlotOf] = {}
-    variables = {
-        name: node_id
-        for node_id in range(len(graph.nodes))
-        if (name := _full_name(graph, node_id)) is not None
-    }
-    for opt in range(len(graph.nodes)):
-        if not _is_optimizer(graph, opt):
-            continue
+    variables = {name: node_id for node_id, name in nodes.full_names.items()}
+    for opt in nodes.optimizers:
         opt_path = paths.get(opt, ("",))[0]
         for ref in graph.nodes[opt].slot_variables:  # legacy and TF1 optimizers
-            original = _full_name(graph, ref.original_variable_node_id)
+            original = nodes.full_names.get(ref.original_variable_node_id)
             if original is not None:
                 slots[ref.slot_variable_node_id] = SlotOf(original, ref.slot_name, opt_path)
-        trainable_id = _child(graph, opt, "_trainable_variables")
-        trainable = _list_items(graph, trainable_id) if trainable_id is not None else None
-        for child in graph.nodes[opt].children:
-            if child.local_name in _KERAS3_NON_SLOT_LISTS:
+        trainable_id = nodes.child(opt, "_trainable_variables")
+        trainable = nodes.list_items(trainable_id) if trainable_id is not None else None
+        for list_id, list_name in nodes.children[opt]:
+            if list_name in _KERAS3_NON_SLOT_LISTS:
                 continue
-            items = _list_items(graph, child.node_id) or []
+            items = nodes.list_items(list_id) or []
             for index, item in enumerate(items):
-                name = _full_name(graph, item)
+                name = nodes.full_names.get(item)
                 if item in slots or name is None:
                     continue
                 if trainable is not None and len(trainable) == len(items):
-                    slot = _keras3_slot(graph, trainable[index], name, child.local_name)
+                    slot = _keras3_slot(nodes.full_names.get(trainable[index]), name, list_name)
                 else:
                     slot = _named_slot(name, variables, item)
                 if slot is not None:
@@ -447,14 +463,13 @@ def _slots(graph: _Graph, paths: Mapping[int, tuple[str, ...]]) -> dict[int, Slo
     return slots
 
 
-def _keras3_slot(graph: _Graph, variable: int, name: str, list_name: str) -> tuple[str, str] | None:
+def _keras3_slot(original: str | None, name: str, list_name: str) -> tuple[str, str] | None:
     """Keras 3: item i of a list like ``_momentums`` is a slot of trainable variable i.
 
     The slot name is what follows ``<variable path with _ for />_`` in the
     slot's name (``adam/hidden_kernel_momentum`` -> ``momentum``), else the
     list's name without its leading underscore.
     """
-    original = _full_name(graph, variable)
     if original is None:
         return None
     marker = original.replace("/", "_") + "_"
