@@ -163,6 +163,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
     from ckptmap.migration import CheckReport, Verdict, execute, plan_from
     from ckptmap.migration.verdict import PARTIAL_RESTORE, partial_sentence
     from ckptmap.storage import measure_io
+    from ckptmap.storage.range_reads import read_options
 
     with reported_errors(), measure_io() as io:
         opts = resolve_click(ctx, RemapOptions).options
@@ -187,6 +188,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
                 assets=opts.on_existing_assets.value,
                 link=opts.link,
                 progress=progress,
+                reads=read_options(opts.max_inflight, opts.inflight_mib),
             )
         data = result.to_json()
         if opts.json:

@@ -20,6 +20,7 @@ from ckptmap.migration.object_based import missing_hint, write_object_graph
 from ckptmap.migration.plan import RemapPlan
 from ckptmap.migration.write import Linker, Progress, piece_bytes_for, write_tensor
 from ckptmap.storage import is_url, location_text
+from ckptmap.storage.range_reads import ReadOptions
 from ckptmap.writers.commit import open_commit
 from ckptmap.writers.tf_bundle import BundleWriter
 
@@ -136,6 +137,7 @@ def execute(
     link: bool = False,
     verify: bool = True,
     progress: Progress | None = None,
+    reads: ReadOptions | None = None,
 ) -> RemapResult:
     """Write the checkpoint a plan describes.
 
@@ -173,6 +175,8 @@ def execute(
             ``ckptmap inspect --verify``) and the new CRCs of cut pieces are
             still computed from the bytes read.
         progress: called with a byte count after each stored piece.
+        reads: how an old checkpoint at a URL is fetched (requests in flight, the
+            byte budget; :class:`~ckptmap.storage.range_reads.ReadOptions`).
 
     Raises:
         UnresolvedError: the plan's verdict is not accepted.
@@ -202,7 +206,9 @@ def execute(
         ) as w:
             if link and can_copy_bytes(source):
                 linker = Linker(w, source)
-            pieces = piece_bytes_for(source, verify=verify, linker=linker, tensors=plan.tensors)
+            pieces = piece_bytes_for(
+                source, verify=verify, linker=linker, tensors=plan.tensors, reads=reads
+            )
             try:
                 for tensor in plan.tensors:
                     bytes_written += write_tensor(w, pieces, tensor, progress)

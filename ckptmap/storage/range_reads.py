@@ -18,7 +18,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["PendingRead", "RangeReader", "ReadOptions", "Want", "plan_requests"]
+from ckptmap.errors import UsageError
+
+__all__ = ["PendingRead", "RangeReader", "ReadOptions", "Want", "plan_requests", "read_options"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,25 @@ class ReadOptions:
     max_request_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
-        if self.max_inflight < 1 or self.max_request_bytes < 1:
-            raise ValueError("max_inflight and max_request_bytes must be at least 1")
-        if self.inflight_bytes < 0 or self.gap_bytes < 0:
-            raise ValueError("inflight_bytes and gap_bytes must not be negative")
+        for name in ("max_inflight", "max_request_bytes"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("inflight_bytes", "gap_bytes"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must not be negative, not {getattr(self, name)}")
+
+
+def read_options(max_inflight: int, inflight_mib: int) -> ReadOptions:
+    """The read options of the ``max_inflight`` and ``inflight_mib`` command options.
+
+    Raises:
+        UsageError: for fewer than 1 request or a negative budget (naming the option).
+    """
+    if max_inflight < 1:
+        raise UsageError(f"max_inflight must be at least 1, not {max_inflight}")
+    if inflight_mib < 0:
+        raise UsageError(f"inflight_mib must not be negative, not {inflight_mib}")
+    return ReadOptions(max_inflight=max_inflight, inflight_bytes=inflight_mib << 20)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,7 @@ def test_remap_from_http_makes_few_requests_and_equals_a_local_remap(
 ) -> None:
     local = _remap(str(many_keys / "model.ckpt"), many_keys, tmp_path / "local")
     assert local.exit_code == 0, local.stderr
+    server.delay = 0.2  # long enough for the two shards' requests to overlap
     remote = _remap(f"{server.url}/model.ckpt", many_keys, tmp_path / "remote")
     assert remote.exit_code == 0, remote.stderr
     for name in sorted(p.name for p in (tmp_path / "local").iterdir()):
@@ -193,13 +194,10 @@ def test_many_requests_are_in_flight_at_once(many_keys: Path, server: _Server) -
     server.delay = 0.05
     options = ReadOptions(max_inflight=8, gap_bytes=0, max_request_bytes=4096)
     reader = RangeReader(KvLocation(server.url + "/"), wants, options)
-    started = time.perf_counter()
     got = [bytes(data) for data in reader]
-    elapsed = time.perf_counter() - started
     assert got == expected
     assert len(server.data_requests()) == reader.request_count > 8
     assert 1 < server.peak <= 8
-    assert elapsed < reader.request_count * server.delay / 2  # not one after another
 
 
 def test_a_budget_smaller_than_one_range_reads_one_at_a_time(

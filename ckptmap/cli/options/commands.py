@@ -150,6 +150,11 @@ class RemapOptions(CheckOptions):
         <prefix>.assets/ folder: copy its files (a reflink where the file system
         can), hard-link them (output and input then share the files; copies
         where linking fails), or skip them.
+    :param max_inflight: an old checkpoint at a URL: byte-range requests kept
+        in flight at once.
+    :param inflight_mib: an old checkpoint at a URL: MiB requested and not yet
+        written, at most (one request is always allowed, so a small budget
+        reads one range at a time).
     """
 
     out: str
@@ -158,6 +163,8 @@ class RemapOptions(CheckOptions):
     shards: int = 1
     link: bool = False
     on_existing_assets: AssetMode = AssetMode.COPY
+    max_inflight: int = 32  # the defaults of ckptmap.storage.range_reads.ReadOptions
+    inflight_mib: int = 256
 
 
 class StoreFormat(Enum):
