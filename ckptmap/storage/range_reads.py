@@ -39,7 +39,7 @@ class ReadOptions:
     max_inflight: int = 32
     inflight_bytes: int = 256 << 20
     gap_bytes: int = 1 << 20
-    max_request_bytes: int = 64 << 20
+    max_request_bytes: int = 16 << 20  # tensorstore holds ~3x a response while it arrives
 
     def __post_init__(self) -> None:
         for name in ("max_inflight", "max_request_bytes"):
