@@ -380,6 +380,9 @@ class Checkpoint:
     def verify(self) -> list[str]:
         """Check the CRC32C of every tensor (every slice of partitioned ones).
 
+        At a URL the byte ranges are fetched as :meth:`stream` does (merged,
+        many requests in flight, the default :class:`ReadOptions` budget).
+
         Returns:
             The keys checked, in key order.
 
@@ -387,11 +390,15 @@ class Checkpoint:
             CorruptCheckpointError: naming the first tensor whose bytes are wrong.
             MissingInputError: if a shard file is missing.
         """
+        from ckptmap.storage.range_reads import ReadOptions
+
+        stored: list[TensorEntry] = []
         for key in self._index.keys:
             entry = self.entry(key)
-            stored = [part for _, part in self.slice_entries(key)] if entry.slices else [entry]
-            for part in stored:
-                self.verify_entry(part)
+            stored += [part for _, part in self.slice_entries(key)] if entry.slices else [entry]
+        # at a URL the ranges are planned together and fetched ahead, in this order
+        for part, view in zip(stored, self.stream(stored, ReadOptions()), strict=True):
+            self.verify_entry(part, view)
         return self.keys()
 
     def verify_entry(self, entry: TensorEntry, view: memoryview | None = None) -> None:

@@ -225,3 +225,10 @@ def test_a_failing_range_is_one_line_naming_the_url(
     assert "access denied" in lines[0]
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_inspect_verify_over_http_plans_its_reads(many_keys: Path, server: _Server) -> None:
+    result = CliRunner().invoke(main, ["inspect", f"{server.url}/model.ckpt", "--verify", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["totals"]["tensors"] == KEYS
+    assert len(server.data_requests()) == 2  # one per data file, not one per tensor
