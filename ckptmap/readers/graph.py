@@ -38,6 +38,7 @@ from ckptmap.storage.input_files import open_input
 from ckptmap.storage.urls import local_input
 
 SAVED_MODEL_PB = "saved_model.pb"
+_TABLE_IMPORT = b"LookupTableImport"  # the op name a table's restore uses (V1 and V2 ops)
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 STATE_FILE = "checkpoint"
 _TEXT_SUFFIXES = (".pbtxt", ".txt", ".pbtext", ".prototxt")
@@ -140,7 +141,9 @@ def restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
     a variable (lookup tables, other saveables), and what into.
 
     The graph is opened like the checkpoint's files: a regular file, links
-    followed only inside its folder.
+    followed only inside its folder. It is parsed only when it holds a lookup
+    table's import op, so a listing of a model without tables does not pay for
+    it (another kind of saveable alone is then not marked).
 
     Returns:
         The graph read (:func:`graph_beside`) and ``ModelSpec.restored_into`` of
@@ -151,10 +154,14 @@ def restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
     if graph is None:
         return None, {}
     try:
+        data = _read_bytes(graph, graph.parent)
+        if _TABLE_IMPORT not in data:  # no lookup table: skip the parse (a listing stays fast)
+            return None, {}
         if graph.name == SAVED_MODEL_PB:
-            spec = _read_saved_model(graph, None, graph.parent)
+            saved = _parse_bytes(data, str(graph), ckptmap_tf_pb2.SavedModel(), "SavedModel")
+            spec = _from_saved_model(saved, str(graph), None)
         else:
-            meta = _parse_binary(graph, ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef", graph.parent)
+            meta = _parse_bytes(data, str(graph), ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef")
             spec = _from_meta(meta, str(graph), None)
     except CkptmapError:
         return None, {}
