@@ -136,6 +136,51 @@ def test_refactored_keras_model_restores(flavour: str, case: str, tmp_path: Path
     assert int(got["iteration"]) == 1  # the old model's one training step, not the template's 0
 
 
+SAVER = FIXTURES / "tf2_from_saver"
+SAVER_NAMES = {"first": "hidden", "mid": "tower/mid", "head": "tower/head"}
+SAVER_RULES = {
+    # Keras full names -> the TF1 variable names; Adam's slots -> AdamOptimizer's
+    # (Keras 3 names them momentum/velocity, tf-keras m/v). A tf-keras Sequential
+    # names its layers without the model's scopes (mid/kernel for tower/mid/kernel).
+    "keras3": [r"^net/(.*)/momentum$={}/Adam", r"^net/(.*)/velocity$={}/Adam_1", r"^net/(.*)$={}"],
+    "tfkeras": [
+        r"^net/(.*)/m$={}/Adam", r"^net/(.*)/v$={}/Adam_1", r"^net/(.*)$={}",
+        r"^(.*)/m$=tower/{}/Adam", r"^(.*)/v$=tower/{}/Adam_1", r"^(.*)$=tower/{}",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_tf1_saver_checkpoint_into_a_keras_template(flavour: str, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    keras = GEN.import_keras(flavour)
+    old = SAVER / "old" / GEN.SAVER_PREFIX
+    template = SAVER / flavour / "ckpt"
+    out = tmp_path / "out" / "ckpt"
+    rules = [a for r in SAVER_RULES[flavour] for a in ("--rule", r)]
+    result = run(
+        "remap", "--old", old, "--new-graph", template, *rules,
+        "--fill-from", template, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert_template_keys(out, template)
+
+    got = restored_state(keras, "old", out)
+    filled = restored_state(keras, "old", template)
+    reader = tf.train.load_checkpoint(str(old))
+    want: dict[str, np.ndarray] = {}
+    for role, scope in SAVER_NAMES.items():
+        for weight in ("kernel", "bias"):
+            name = f"{scope}/{weight}"
+            want[f"{role}/{weight}"] = reader.get_tensor(name)
+            want[f"{role}/{weight}/m"] = reader.get_tensor(f"{name}/Adam")
+            want[f"{role}/{weight}/v"] = reader.get_tensor(f"{name}/Adam_1")
+    want["iteration"] = reader.get_tensor("global_step")
+    want["learning_rate"] = filled["learning_rate"]  # no TF1 source: the template's
+    assert_states_equal(got, want)
+
+
 def test_ambiguous_structure_is_refused_with_candidates(tmp_path: Path) -> None:
     """Two layers of one shape, both renamed: nothing tells which is which, so no guess."""
     folder = FLAVOURS["keras3"]
