@@ -232,3 +232,14 @@ def test_inspect_verify_over_http_plans_its_reads(many_keys: Path, server: _Serv
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["totals"]["tensors"] == KEYS
     assert len(server.data_requests()) == 2  # one per data file, not one per tensor
+
+
+def test_check_and_inspect_over_http_read_only_the_index(many_keys: Path, server: _Server) -> None:
+    spec = str(many_keys / "new.json")
+    rule = r"^net/renamed_(\d+)/w$=net/layer_{}/w"
+    check = ["check", "--old", f"{server.url}/model.ckpt", "--new-graph", spec, "--rule", rule]
+    assert CliRunner().invoke(main, [*check, "--json"]).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["inspect", f"{server.url}/model.ckpt", "--json"]).exit_code == 0
+    )
+    assert server.log == [("/model.ckpt.index", None)] * 2
