@@ -130,6 +130,8 @@ class Unresolved:
             candidate, when one candidate is best.
         suggested_entry: an alias-map entry ``(new_key, old_key)`` for the same.
         note: why the automatic steps gave up (two sources fit equally, ...).
+        dynamic: the key takes a tensor of any shape (a lookup table's; ``shape``
+            is then ``()`` and means nothing), see :class:`~ckptmap.spec.TensorSpec`.
     """
 
     new_key: str
@@ -139,6 +141,7 @@ class Unresolved:
     suggested_rule: str | None = None
     suggested_entry: tuple[str, str] | None = None
     note: str = ""
+    dynamic: bool = False
 
 
 class Mismatch(NamedTuple):
@@ -231,7 +234,7 @@ class AliasPlan:
                 {
                     "new_key": u.new_key,
                     "dtype": u.dtype.name,
-                    "shape": list(u.shape),
+                    "shape": None if u.dynamic else list(u.shape),
                     "candidates": [
                         {"old_key": c.old_key, "score": c.score, "why": c.why}
                         | ({"name": self.old_name(c.old_key)} if self.by_name else {})
@@ -243,6 +246,7 @@ class AliasPlan:
                     ),
                     "note": u.note,
                 }
+                | ({"dynamic": True} if u.dynamic else {})
                 | ({"name": self.new_name(u.new_key)} if self.by_name else {})
                 for u in self.unresolved
             ],
@@ -879,7 +883,9 @@ class _Planner:
         note = self.notes.get(key, "")
         if key not in self.plausible:  # a note of the automatic steps stands alone
             note = f"{why} ({note})" if note else why
-        return Unresolved(key, spec.dtype, tuple(spec.shape), cands, rule, entry, note)
+        return Unresolved(
+            key, spec.dtype, tuple(spec.shape), cands, rule, entry, note, dynamic=spec.dynamic
+        )
 
     def finish(self) -> AliasPlan:
         sources: dict[str, str] = {}

@@ -77,7 +77,11 @@ def print_problems(plan: RemapPlan, *, to_stderr: bool = False) -> None:
             )
             shown = (alias.new_name(u.new_key), u.new_key) if alias.by_name else (u.new_key,)
             table.add_row(
-                *map(display_key, shown), u.dtype.name, shape_text(u.shape), u.note, cands or "none"
+                *map(display_key, shown),
+                u.dtype.name,
+                "any" if u.dynamic else shape_text(u.shape),
+                u.note,
+                cands or "none",
             )
         print_table(table, keys=tuple(range(len(names))), console=out)
         if len(unfilled) > MAX_ROWS:
