@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ckptmap.alias_structure import Structure, find_structure
+from ckptmap.defaults import CANDIDATE_CUTOFF
 from ckptmap.dtypes import DType
 from ckptmap.errors import AliasError
 from ckptmap.naming import (
@@ -76,7 +77,6 @@ CLEAR_NN = "clear_nn"
 # Rules give "rule <pattern>" and "builtin-rule <pattern>".
 
 MAX_CANDIDATES = 5  # candidates listed per unresolved key (plausible sources always listed)
-CANDIDATE_CUTOFF = 0.5  # name similarity below which an old key is no candidate
 _PRESELECT = 64  # old keys of one shape and dtype scored in full; more are pre-selected
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ckptmap.alias import CANDIDATE_CUTOFF
+from ckptmap.defaults import CANDIDATE_CUTOFF
 from ckptmap.errors import AliasError, MissingInputError, UsageError
 from ckptmap.migration.transforms import parse_entry, transposes_of
 from ckptmap.naming import Rule, parse_rule

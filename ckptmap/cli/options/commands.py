@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 
-from ckptmap.alias import CANDIDATE_CUTOFF
+from ckptmap.defaults import CANDIDATE_CUTOFF
 from ckptmap.errors import UsageError
 
 
@@ -108,7 +108,7 @@ class PlanOptions:
     fill_from: Path | None = None
     saver: str | None = None
     step: int | None = None
-    candidate_cutoff: float = CANDIDATE_CUTOFF  # the one default (ckptmap.alias)
+    candidate_cutoff: float = CANDIDATE_CUTOFF  # the one default (ckptmap.defaults)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
