@@ -313,6 +313,14 @@ class Commit(ABC):
         except OSError as err:
             raise OutputError(f"{self.where(name)}: cannot stage ({err})") from err
 
+    def finished(self, name: str) -> None:
+        """Say that the staged file ``name`` is complete (its bytes will not change).
+
+        A URL commit may start uploading it now, while the caller goes on with
+        other files; a local commit does nothing until :meth:`commit`.
+        """
+        self._check_open()
+
     def record_latest(self, *, keep_existing: bool = True, timestamp: float | None = None) -> None:
         """Make the folder's ``checkpoint`` state file name this prefix, as the commit's last step.
 

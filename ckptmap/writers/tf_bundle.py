@@ -657,6 +657,7 @@ class BundleWriter:
                 shard.file.close()
                 os.rename(shard.temp, output.stage_path(name))
                 self._temps.remove(shard.temp)
+                output.finished(name)  # a URL output starts uploading it
             index_bytes = self._write_index(output.stage_path(index_name), num_shards)
         except OSError as err:
             raise self._fail(self._prefix, err) from err
