@@ -4,6 +4,14 @@ tensorstore is imported only here, and only when a URL is opened, so local
 commands never pay for it. Remote reads go by byte range; several ranges are
 requested at once (:meth:`KvLocation.read_ranges`), and every byte is counted
 by :mod:`ckptmap.storage.io`.
+
+Writes: a kvstore write takes the whole value (``str | bytes``) and returns a
+future; the ``s3`` driver sends it as one signed ``PUT`` (the payload's SHA-256
+is part of the signature), the ``gcs`` driver as one upload request. Neither
+offers multi-part or appending uploads, so a file is written whole, from
+memory, once it is complete; several files are written at once with
+:meth:`KvLocation.start_write` (the drivers' own request-concurrency limits
+apply).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from ckptmap.errors import (
     RangeError,
 )
 from ckptmap.storage.io import count_io
-from ckptmap.storage.location import Location
+from ckptmap.storage.location import Location, PendingWrite
 from ckptmap.storage.retry import retries_exhausted
 from ckptmap.storage.store_config import open_kvstore, store_spec
 
@@ -167,11 +175,15 @@ class KvLocation(Location):
         return sorted(n for n in names if n.startswith(prefix))
 
     def write(self, name: str, data: bytes | memoryview) -> None:
-        try:
-            self.store.write(name, bytes(data)).result()
-        except ValueError as err:
-            raise translate_error(err, self.where(name), output=True) from None
-        count_io(written=len(data))
+        self.start_write(name, bytes(data)).result()
+
+    def start_write(self, name: str, data: bytes) -> PendingWrite:
+        """Start uploading ``data`` as ``name`` (a tensorstore future); ``result()`` waits.
+
+        tensorstore holds the value until the store has it: the caller may drop
+        ``data`` at once, but the bytes stay in memory while the write is in flight.
+        """
+        return _KvWrite(self, name, data)
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(ValueError, NotImplementedError, CkptmapError):
@@ -216,6 +228,31 @@ class PendingRange:
                 where, None, f"bytes {start}..{start + length} lie past the end of the file", start
             )
         return value
+
+
+class _KvWrite(PendingWrite):
+    """One file being uploaded (a tensorstore write future)."""
+
+    def __init__(self, location: KvLocation, name: str, data: bytes) -> None:
+        self._where = location.where(name)
+        self._size = len(data)
+        self._counted = False
+        try:
+            self._future = location.store.write(name, data)
+        except ValueError as err:
+            raise translate_error(err, self._where, output=True) from None
+
+    def done(self) -> bool:
+        return bool(self._future.done())
+
+    def result(self) -> None:
+        try:
+            self._future.result()
+        except ValueError as err:
+            raise translate_error(err, self._where, output=True) from None
+        if not self._counted:
+            self._counted = True
+            count_io(written=self._size)
 
 
 def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:

@@ -12,9 +12,40 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from ckptmap.errors import OutputError
 from ckptmap.storage.urls import check_scheme, is_url, location_text, split_name
 
-__all__ = ["Location", "open_location", "open_parent"]
+__all__ = ["Location", "PendingWrite", "open_location", "open_parent"]
+
+
+class PendingWrite(ABC):
+    """One file being written (:meth:`Location.start_write`); :meth:`result` waits for it."""
+
+    @abstractmethod
+    def done(self) -> bool:
+        """True once the write has finished (well or not); :meth:`result` then does not wait."""
+
+    @abstractmethod
+    def result(self) -> None:
+        """Wait until the file is durably stored.
+
+        Raises:
+            OutputError: if it could not be written (the message names the file).
+        """
+
+
+class _Finished(PendingWrite):
+    """A write that was done before :meth:`Location.start_write` returned."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self._error = error
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 class Location(ABC):
@@ -86,6 +117,18 @@ class Location(ABC):
         Raises:
             OutputError: if it cannot be written.
         """
+
+    def start_write(self, name: str, data: bytes) -> PendingWrite:
+        """Start writing the file ``name`` whole; the returned write's ``result()`` waits for it.
+
+        Writes of different names may be in flight at once (a store uploads them
+        concurrently). This default writes at once; errors come from ``result()``.
+        """
+        try:
+            self.write(name, data)
+        except OutputError as err:
+            return _Finished(err)
+        return _Finished(None)
 
     @abstractmethod
     def delete(self, name: str) -> None:
