@@ -219,3 +219,90 @@ def test_allow_missing_does_not_apply_to_an_object_based_output(tmp_path: Path) 
     assert "--allow-missing does not apply to an object-based new model" in result.output
     assert f"--fill-from {template}" in result.output
     assert not (tmp_path / "out").exists()
+
+
+TF1_GRAPH = FLAVOURS["keras3"] / GEN.TF1_GRAPH  # one TF1 graph; the Keras flavour is the old side's
+TF1_LAYERS = {"first": "proj", "mid": "tower/mid", "head": "tower/head"}
+# The rules a name-based checkpoint with these names would need (TF1 names -> Keras names).
+TF1_RULES = {
+    "keras3": [
+        r"^proj/(.*)/Adam$=net/hidden/{}/momentum", r"^proj/(.*)/Adam_1$=net/hidden/{}/velocity",
+        r"^proj/(.*)$=net/hidden/{}",
+        r"^(.*)/Adam$=net/{}/momentum", r"^(.*)/Adam_1$=net/{}/velocity", r"^(.*)$=net/{}",
+    ],
+    "tfkeras": [  # tf-keras: slots m/v, a Sequential's layers without the model's scope
+        r"^proj/(.*)/Adam$=net/hidden/{}/m", r"^proj/(.*)/Adam_1$=net/hidden/{}/v",
+        r"^proj/(.*)$=net/hidden/{}",
+        r"^tower/(.*)/Adam$={}/m", r"^tower/(.*)/Adam_1$={}/v", r"^tower/(.*)$={}",
+    ],
+}  # fmt: skip
+
+
+def restored_by_graph_saver(graph_pbtxt: Path, prefix: Path) -> dict[str, np.ndarray]:
+    """Every variable of the TF1 graph in ``graph_pbtxt`` after its own Saver restores ``prefix``.
+
+    The graph is imported as TF wrote it; the Saver is the one whose ops it holds
+    (``save/restore_all``), so every variable the graph saves must be in ``prefix``.
+    """
+    import tensorflow as tf
+    from google.protobuf import text_format
+
+    v1 = tf.compat.v1
+    graph_def = text_format.Parse(graph_pbtxt.read_text(), tf.compat.v1.GraphDef())
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.import_graph_def(graph_def, name="")
+        saver = v1.train.Saver(
+            saver_def=tf.compat.v1.train.SaverDef(
+                filename_tensor_name="save/Const:0",
+                save_tensor_name="save/control_dependency:0",
+                restore_op_name="save/restore_all",
+                version=tf.compat.v1.train.SaverDef.V2,
+            )
+        )
+        handles = {n.name: n for n in graph_def.node if n.op == "VarHandleOp"}
+        reads = {
+            name: tf.raw_ops.ReadVariableOp(
+                resource=graph.get_tensor_by_name(f"{name}:0"),
+                dtype=tf.dtypes.as_dtype(node.attr["dtype"].type),
+            )
+            for name, node in handles.items()
+        }
+    with v1.Session(graph=graph) as session:
+        saver.restore(session, str(prefix))
+        return {name: np.array(value) for name, value in session.run(reads).items()}
+
+
+@pytest.mark.parametrize("flavour", sorted(FLAVOURS))
+def test_object_based_into_a_tf1_graph_pbtxt(flavour: str, tmp_path: Path) -> None:
+    """An object-based checkpoint into a TF1 ``graph.pbtxt`` with a renamed layer and Adam:
+    the graph's own Saver restores the output; every value is the old model's (TF's restore
+    of the old checkpoint), the step its iteration; beta1/2_power (no Keras counterpart) the
+    graph's initial values (--fill-from its initial checkpoint)."""
+    import tensorflow as tf
+
+    keras = GEN.import_keras(flavour)
+    folder = FLAVOURS[flavour]
+    graph, init = TF1_GRAPH / "graph.pbtxt", TF1_GRAPH / GEN.TF1_INIT_PREFIX
+    out = tmp_path / "out" / "model.ckpt-1"
+    rules = [a for r in TF1_RULES[flavour] for a in ("--rule", r)]
+    result = run(
+        "remap", "--old", folder / "old" / "ckpt", "--new-graph", graph, *rules,
+        "--fill-from", init, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    got = restored_by_graph_saver(graph, out)
+    old = restored_state(keras, "old", folder / "old" / "ckpt")
+    initial = tf.train.load_checkpoint(str(init))
+    want: dict[str, np.ndarray] = {}
+    for role, scope in TF1_LAYERS.items():
+        for weight in ("kernel", "bias"):
+            want[f"{scope}/{weight}"] = old[f"{role}/{weight}"]
+            want[f"{scope}/{weight}/Adam"] = old[f"{role}/{weight}/m"]
+            want[f"{scope}/{weight}/Adam_1"] = old[f"{role}/{weight}/v"]
+    want["global_step"] = old["iteration"]
+    for power in ("beta1_power", "beta2_power"):
+        want[power] = initial.get_tensor(power)
+    assert_states_equal(got, want)
+    assert int(got["global_step"]) == 1
