@@ -39,6 +39,7 @@ STEPS = (
     "locked",
     "journal",
     "aside",
+    "upload",
     "place-data",
     "place-asset",
     "place-index",
@@ -46,7 +47,12 @@ STEPS = (
     "place-state",
     "done",
 )
-"""Every step boundary of a commit, in order (``aside`` and ``place-*`` once per file)."""
+"""Every step boundary of a commit, in order (``aside``, ``upload`` and ``place-*`` once per file).
+
+``upload`` (URL outputs only) is reached when a file's upload starts: for a file
+complete before the commit (:meth:`Commit.finished`) that is before ``staged``,
+with a ``journal`` step before it that names the file.
+"""
 
 DATA, ASSET, INDEX, STATE = "data", "asset", "index", "state"
 _ORDER = {DATA: 0, ASSET: 1, INDEX: 2, STATE: 3}
