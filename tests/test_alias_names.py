@@ -143,3 +143,37 @@ def test_check_explains_object_based_keys_by_name_with_ranked_candidates() -> No
     assert "net/encoder/hidden/kernel" in text.output
     assert "net/hidden/kernel (0." in text.output
     assert "no confident candidate; best: net/hidden/kernel (0." in text.output
+
+
+OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+TF1_GRAPH = KERAS3 / "tf1_graph" / "graph.pbtxt"
+
+
+def test_the_old_object_graph_is_not_an_unused_old_key() -> None:
+    """The old graph describes the old object structure: metadata, never migrated, not unused."""
+    inserted = KERAS3 / "inserted" / "ckpt"
+    result = run("check", "--old", OLD, "--new-graph", inserted, "--fill-from", inserted, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["unused_old"] == []
+    assert report["counts"]["unused_old"] == 0
+    text = run("check", "--old", OLD, "--new-graph", inserted, "--fill-from", inserted)
+    assert "0 old keys unused" in text.output
+    # Into a name-based model (a TF1 graph): only the variable no graph variable takes.
+    result = run("check", "--old", OLD, "--new-graph", TF1_GRAPH, "--allow-missing", "--json")
+    unused = json.loads(result.stdout)["unused_old"]
+    assert OBJECT_GRAPH not in unused
+    assert "optimizer/_learning_rate" + VALUE in unused
+    plan = plan_remap(OLD, TF1_GRAPH, allow_missing=True)
+    assert OBJECT_GRAPH not in plan.unused_old
+    assert OBJECT_GRAPH not in plan.alias.unused_old
+
+
+def test_the_old_object_graph_is_copied_when_the_new_model_restores_it(tmp_path: Path) -> None:
+    spec = tmp_path / "new.json"
+    spec.write_text(
+        json.dumps({"variables": [{"name": OBJECT_GRAPH, "dtype": "string", "shape": []}]})
+    )
+    plan = plan_remap(OLD, spec, allow_missing=True)
+    assert plan.alias.matches[OBJECT_GRAPH].old_key == OBJECT_GRAPH
+    assert OBJECT_GRAPH not in plan.unused_old

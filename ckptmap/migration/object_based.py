@@ -22,12 +22,16 @@ checkpoint with the old values:
 :func:`split_object_graph` takes the object graph key out of the new model's
 spec before the alias engine runs (it is never taken from the old checkpoint)
 and plans copying it from the template; :func:`write_object_graph` writes it.
+:func:`without_old_object_graph` leaves the old checkpoint's object graph key
+out of what is migrated when the new model does not restore that key (a
+template, a TF1 graph): it is metadata about the old object structure, not a
+variable, so it is neither a source nor an "unused" old key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +44,7 @@ from ckptmap.storage import location_text
 if TYPE_CHECKING:
     from ckptmap.alias import AliasPlan
     from ckptmap.migration.write import Progress
-    from ckptmap.spec import ModelSpec
+    from ckptmap.spec import ModelSpec, TensorSpec
     from ckptmap.writers.tf_bundle import BundleWriter
 
 TEMPLATE = "template"
@@ -79,6 +83,16 @@ def split_object_graph(spec: ModelSpec) -> tuple[ModelSpec, ObjectGraphCopy | No
     )
     keys = {k: v for k, v in spec.keys.items() if k != OBJECT_GRAPH_KEY}
     return dataclasses.replace(spec, keys=keys), ObjectGraphCopy(Path(spec.template), tensor)
+
+
+def without_old_object_graph(
+    old: Mapping[str, TensorSpec], new: ModelSpec
+) -> Mapping[str, TensorSpec]:
+    """The old keys to migrate from: ``old`` without its object graph key, unless ``new``
+    restores that key itself (a JSON spec or SavedModel listing it)."""
+    if OBJECT_GRAPH_KEY not in old or OBJECT_GRAPH_KEY in new.keys:
+        return old
+    return {k: v for k, v in old.items() if k != OBJECT_GRAPH_KEY}
 
 
 def missing_allowed(

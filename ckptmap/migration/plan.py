@@ -20,7 +20,12 @@ from ckptmap.alias import AliasPlan, Unresolved
 from ckptmap.alias_names import plan_aliases_by_name
 from ckptmap.errors import CorruptCheckpointError, UsageError
 from ckptmap.migration.inputs import PlanInputs
-from ckptmap.migration.object_based import ObjectGraphCopy, missing_allowed, split_object_graph
+from ckptmap.migration.object_based import (
+    ObjectGraphCopy,
+    missing_allowed,
+    split_object_graph,
+    without_old_object_graph,
+)
 from ckptmap.migration.pieces import Method, TensorPlan, plan_tensor
 from ckptmap.migration.transforms import apply_transposes, plan_transposed
 from ckptmap.migration.verdict import Verdict, decide
@@ -179,7 +184,7 @@ def plan_from(inputs: PlanInputs) -> RemapPlan:
     old = inputs.old
     source: Source = old if isinstance(old, SourceProtocol) else open_source(old, step=inputs.step)
     spec, object_graph = split_object_graph(load_new_spec(inputs.new_graph, inputs.saver))
-    old_specs = source.specs()
+    old_specs = without_old_object_graph(source.specs(), spec)
     alias = plan_aliases_by_name(
         old_specs,
         spec,
