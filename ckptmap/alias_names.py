@@ -10,8 +10,13 @@ itself (a template), and returns the plan in real checkpoint keys:
 
 * explicit map entries may name either side by user name, by a full name
   only one key has (``adam/iteration``) or by key;
-* rules (``PATTERN=FORMAT``) and the automatic steps see user names only, so
-  ``^proj/(.*)$=hidden/{}`` reads as it would for a name-based checkpoint;
+* rules (``PATTERN=FORMAT``) and the automatic steps see user names, so
+  ``^proj/(.*)$=hidden/{}`` reads as it would for a name-based checkpoint.
+  Rules fall back to keys: a rule whose pattern matches no new user name but
+  some new key of a template is applied to the keys
+  (``^model/layer_with_weights-0/(.*)$=...``), and a rule's result that is
+  no old user name but an old key (or a full name only one key has) stands for
+  that key;
 * the plan's new and old keys (matches, sources, candidates, unused keys,
   mismatches) are the real keys; the sentences (reasons, notes) and the
   suggested rules and entries stay in user names, which is what a user
@@ -24,13 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ckptmap.alias import AliasPlan, Match, Unresolved, plan_aliases
+from ckptmap.naming import Rule, node_name, parse_rule, strip_partition
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
 
 if TYPE_CHECKING:
-    from ckptmap.naming import Rule
     from ckptmap.readers.object_graph import ObjectNames
 
 __all__ = ["plan_aliases_by_name"]
@@ -73,8 +79,64 @@ def plan_aliases_by_name(
             _user_term(name, new_names, new_user): _user_term(value, old_names, old_user)
             for name, value in explicit.items()
         }
-    plan = plan_aliases(renamed_old, renamed_new, explicit=explicit, rules=rules, **options)
+    named_rules = _with_key_fallback(rules, renamed_new, new_user, old_names, old_user)
+    plan = plan_aliases(renamed_old, renamed_new, explicit=explicit, rules=named_rules, **options)
     return _in_keys(plan, _inverse(old_user), _inverse(new_user))
+
+
+@dataclass(frozen=True, slots=True)
+class _FallbackRule(Rule):
+    """A user rule over user names that falls back to keys (see the module docstring).
+
+    ``apply`` gets a new user name: with ``on_keys`` the pattern is matched
+    against the key that name stands for; the result is translated into the
+    old user name it means when it is an old key or a unique full name.
+    """
+
+    on_keys: bool = False
+    new_key: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    old_names: ObjectNames | None = field(default=None, compare=False, repr=False)
+    old_user: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def apply(self, name: str) -> str | None:
+        out = Rule.apply(self, self.new_key.get(name, name) if self.on_keys else name)
+        if out is None:
+            return None
+        return str(_user_term(out, self.old_names, self.old_user))
+
+
+def _with_key_fallback(
+    rules: Sequence[Rule | str],
+    new: ModelSpec,
+    new_user: Mapping[str, str],
+    old_names: ObjectNames | None,
+    old_user: Mapping[str, str],
+) -> list[Rule]:
+    """The user's rules as :class:`_FallbackRule` objects over ``new`` (a model in user names).
+
+    A rule is applied to keys when its pattern matches none of the new user
+    names but at least one key that has a user name (``new_user``).
+    """
+    names = [strip_partition(node_name(k)) for k in new.keys]
+    new_key = {user: key for key, user in new_user.items()}
+    fallback: list[Rule] = []
+    for given in rules:
+        rule = given if isinstance(given, Rule) else parse_rule(given)
+        on_keys = not any(rule.regex.match(n) for n in names) and any(
+            rule.regex.match(k) for k in new_user
+        )
+        fallback.append(
+            _FallbackRule(
+                rule.pattern,
+                rule.format,
+                rule.builtin,
+                on_keys=on_keys,
+                new_key=new_key,
+                old_names=old_names,
+                old_user=old_user,
+            )
+        )
+    return fallback
 
 
 def _renaming(keys: Mapping[str, TensorSpec], names: ObjectNames | None) -> dict[str, str]:

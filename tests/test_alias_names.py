@@ -177,3 +177,59 @@ def test_the_old_object_graph_is_copied_when_the_new_model_restores_it(tmp_path:
     plan = plan_remap(OLD, spec, allow_missing=True)
     assert plan.alias.matches[OBJECT_GRAPH].old_key == OBJECT_GRAPH
     assert OBJECT_GRAPH not in plan.unused_old
+
+
+def test_a_rule_that_matches_no_name_but_keys_is_applied_to_keys() -> None:
+    """``^model/proj/(.*)$`` matches no user name (they start ``net/``) but the template's keys
+    under ``model/``: it applies to those keys; its result names old keys. The slots' keys say
+    nothing of the layer, so a rule in names covers them, side by side."""
+    key_rule = "^model/proj/(.*)$=model/hidden/{}"
+    result = run("check", "--old", OLD, "--new-graph", RENAMED, "--rule", key_rule, "--json")
+    assert result.exit_code == 1  # today's behaviour without the name rule: the slots remain
+    unresolved = {u["new_key"] for u in json.loads(result.stdout)["unresolved"]}
+    assert unresolved == {f"optimizer/_variables/{i}" + VALUE for i in (2, 3, 4, 5)}
+    result = run(
+        "check", "--old", OLD, "--new-graph", RENAMED, "--rule", key_rule,
+        "--rule", RENAME_RULE, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    resolved = {r["key"]: r for r in json.loads(result.stdout)["resolved"]}
+    kernel = resolved["model/proj/_kernel" + VALUE]
+    assert kernel["source"] == "model/hidden/_kernel" + VALUE
+    assert kernel["reason"] == "rule ^model/proj/(.*)$"
+    assert resolved["model/proj/bias" + VALUE]["source"] == "model/hidden/bias" + VALUE
+    slot = resolved["optimizer/_variables/2" + VALUE]
+    assert slot["reason"] == "rule ^net/proj/(.*)$"
+
+
+def test_a_rule_matching_a_name_is_not_applied_to_keys() -> None:
+    """Names come first: a pattern that matches a user name is matched against names only."""
+    plan = plan_remap(OLD, RENAMED, rules=["^(model/proj|net/proj)/(.*)$=net/hidden/{1}"])
+    # Matched on names (net/proj/...), so the slots resolve too; the keys model/proj/... are
+    # not rewritten into 'net/hidden/_kernel/.ATTRIBUTES/VARIABLE_VALUE'.
+    assert plan.alias.complete
+    assert (
+        plan.alias.matches["model/proj/_kernel" + VALUE].old_key == "model/hidden/_kernel" + VALUE
+    )
+
+
+def test_a_rule_may_give_an_old_key_or_a_unique_full_name(tmp_path: Path) -> None:
+    """Into a name-based model: the result of a rule may be an old key (or a full name)."""
+    spec = tmp_path / "new.json"
+    variables = [
+        {"name": "proj/kernel", "dtype": "float32", "shape": [3, 4]},
+        {"name": "proj/bias", "dtype": "float32", "shape": [4]},
+        {"name": "step", "dtype": "int64", "shape": []},
+    ]
+    spec.write_text(json.dumps({"variables": variables}))
+    rules = [
+        "^proj/kernel$=model/hidden/_kernel" + VALUE,  # an old key
+        "^proj/bias$=net/hidden/bias",  # an old user name
+        "^step$=adam/iteration",  # the iteration's full name (its user name is global_step)
+    ]
+    plan = plan_remap(OLD, spec, rules=rules)
+    assert plan.alias.complete
+    matches = plan.alias.matches
+    assert matches["proj/kernel"].old_key == "model/hidden/_kernel" + VALUE
+    assert matches["proj/bias"].old_key == "model/hidden/bias" + VALUE
+    assert matches["step"].old_key == "optimizer/_iterations" + VALUE
