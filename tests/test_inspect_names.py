@@ -52,6 +52,20 @@ def test_filter_matches_the_name_or_the_key() -> None:
     ]
     by_key = listing(CHECKPOINTS["keras3"], "--filter", "_iterations")
     assert [t["user_name"] for t in by_key.values()] == ["global_step"]
+    # In the table too: a pattern only keys match (anchored on the key, not the name).
+    result = run("inspect", CHECKPOINTS["keras3"], "--filter", "^model/hidden/")
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[:2] for line in result.stdout.splitlines()[2:-1]]
+    assert rows == [
+        ["net/hidden/kernel", "model/hidden/_kernel" + VALUE],
+        ["net/hidden/bias", "model/hidden/bias" + VALUE],
+    ]
+    assert "2 tensors" in result.stdout
+    # A name the tf-keras graph gives (no key holds 'mid/'): by name.
+    by_name = listing(CHECKPOINTS["tfkeras"], "--filter", "^mid/")
+    assert sorted(t["user_name"] for t in by_name.values()) == [
+        "mid/bias", "mid/bias/m", "mid/bias/v", "mid/kernel", "mid/kernel/m", "mid/kernel/v",
+    ]  # fmt: skip
 
 
 def test_tensor_by_its_name() -> None:
