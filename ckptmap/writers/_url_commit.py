@@ -1,34 +1,54 @@
-"""The commit protocol for an output at a URL: stage locally, upload in commit order.
+"""The commit protocol for an output at a URL: stage locally, upload as files complete.
 
-Stores have no rename, so each file is uploaded under its final name, the
-index (the commit point) after the data and assets, the state file last. A
-journal object ``<folder>/.ckptmap-staging-<token>.journal`` is written to
-the store before the first upload and deleted after the last, so leftovers of
-a killed upload are recognisable; the next write of the same prefix deletes
-them.
+Stores have no rename, so each file is uploaded under its final name: the data
+shards and assets first, the index (the commit point) only once every one of
+them is durably in the store, the state file last. A journal object
+``<folder>/.ckptmap-staging-<token>.journal`` names every file before its upload
+starts and is deleted after the last, so leftovers of a killed upload are
+recognisable; the next write of the same prefix deletes them.
+
+Uploads overlap the rest of the run: a file is uploaded as soon as it is
+complete (an asset when staged with ``add_file``/``add_bytes``, a data shard when
+the writer calls :meth:`~ckptmap.writers._protocol.Commit.finished`), while the
+writer goes on, unless a file of that name is already in the store (an old
+checkpoint replaced with ``--force``): that one waits for the commit, as before.
+Several uploads are in flight at once (tensorstore futures), at most
+:data:`UPLOAD_IN_FLIGHT_FILES` files and :data:`UPLOAD_IN_FLIGHT_BYTES` bytes
+(one larger file goes alone), and each staged copy is deleted once the store has
+it. tensorstore writes a file whole (one request, no multi-part), so a file is
+in memory while it is uploaded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ckptmap.errors import CkptmapError, InputError, OutputError, OutputExistsError, UsageError
 from ckptmap.formats.state_file import STATE_FILE_NAME
 from ckptmap.storage import Location, open_location, split_name
+from ckptmap.storage.location import PendingWrite
 from ckptmap.storage.staging import STAGING_PREFIX
 from ckptmap.writers._protocol import (
     DATA,
+    INDEX,
     STATE,
     Commit,
     Journal,
     commit_order,
+    kind_of,
 )
 from ckptmap.writers._staging import Staging, folder_lock, recover
 from ckptmap.writers.state import state_file_bytes
 
 JOURNAL_SUFFIX = ".journal"  # one key, not a folder: stores without folders leave none behind
+UPLOAD_IN_FLIGHT_FILES = 8  # files uploaded at once
+UPLOAD_IN_FLIGHT_BYTES = 256 << 20  # their bytes (held in memory by tensorstore until stored)
+_SHARD_OF = re.compile(r"^(?P<stem>.*\.data-)\d{5}-of-(?P<count>\d{5})$")
 
 
 def url_journals(location: Location) -> list[tuple[str, Journal | None]]:
@@ -45,12 +65,20 @@ def url_journals(location: Location) -> list[tuple[str, Journal | None]]:
     return found
 
 
+@dataclass(slots=True)
+class _Upload:
+    name: str
+    size: int
+    pending: PendingWrite
+
+
 class UrlCommit(Commit):
     """A commit to a folder URL (see :mod:`ckptmap.writers.commit`).
 
     The files are staged in a local staging folder under the temporary folder
     (``TMPDIR``), locked like a local one, so a killed run's leftovers there are
-    removed by the next URL write.
+    removed by the next URL write. Complete files are uploaded while the run
+    goes on (module docstring).
     """
 
     is_local = False
@@ -66,7 +94,11 @@ class UrlCommit(Commit):
         self.name = name
         self.force = force
         self._index = f"{name}.index"
-        self._uploaded: list[str] = []
+        self._uploaded: list[str] = []  # every upload started (deleted again on failure)
+        self._in_flight: list[_Upload] = []  # oldest first
+        self._stored: set[str] = set()  # uploads the store confirmed
+        self._early: set[str] = set()  # started before commit(), from a complete staged file
+        self._listed: set[str] = set()  # names the journal object in the store lists
         self._journal_key = ""
         if not force and self.location.exists(self._index):
             raise OutputExistsError(
@@ -90,6 +122,100 @@ class UrlCommit(Commit):
     def _check_free(self, name: str) -> None:
         return None  # checked for the index at open and at commit; a store has no cheap listing
 
+    # -- uploads while the run goes on -----------------------------------------------------
+
+    def stage_path(self, name: str) -> Path:
+        if name in self._early:  # staged again after its upload started: uploaded again
+            self._wait_for(name)
+            self._early.discard(name)
+            self._stored.discard(name)
+        return super().stage_path(name)
+
+    def add_file(self, name: str, src: str | os.PathLike[str], *, link: bool = True) -> bool:
+        linked = super().add_file(name, src, link=link)
+        self.finished(name)
+        return linked
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        super().add_bytes(name, data)
+        self.finished(name)
+
+    def finished(self, name: str) -> None:
+        """Start uploading the complete staged file ``name`` now, unless its name is taken.
+
+        A name already in the store (an old checkpoint's file, replaced with
+        ``force``) waits for :meth:`commit`, which decides whether the old index
+        must go first. The journal object names the file before its upload starts.
+        """
+        self._check_open()
+        if (
+            name not in self._staged
+            or name in self._early
+            or kind_of(name, self.name)
+            in (
+                INDEX,
+                STATE,
+            )
+        ):
+            return
+        if self.location.exists(name):
+            return
+        self._list_in_journal(name)
+        self._start_upload(name)
+        self._early.add(name)
+
+    def _list_in_journal(self, name: str) -> None:
+        """Make the journal object list ``name`` (and a shard's siblings) before it is uploaded."""
+        if name in self._listed:
+            return
+        names = {name}
+        match = _SHARD_OF.match(name)
+        if match is not None:  # the other shards of the same count follow: one journal for all
+            count = int(match["count"])
+            names |= {f"{match['stem']}{i:05d}-of-{count:05d}" for i in range(count)}
+        self._listed |= names
+        self._journal_key = f"{STAGING_PREFIX}{self._staging.token}{JOURNAL_SUFFIX}"
+        journal = Journal(self.name, commit_order(sorted(self._listed), self.name))
+        self.location.write(self._journal_key, journal.encode())
+        self.steps.reach("journal")
+
+    def _start_upload(self, name: str) -> None:
+        """Start one upload, first waiting for older ones while the window is full."""
+        path = self.stage_folder / name
+        try:
+            size = path.stat().st_size
+            while self._in_flight and (
+                len(self._in_flight) >= UPLOAD_IN_FLIGHT_FILES
+                or sum(u.size for u in self._in_flight) + size > UPLOAD_IN_FLIGHT_BYTES
+            ):
+                self._finish_oldest()
+            data = path.read_bytes()
+        except OSError as err:
+            raise OutputError(f"{path}: cannot read the staged file ({err.strerror})") from err
+        self._uploaded.append(name)
+        self._in_flight.append(_Upload(name, size, self.location.start_write(name, data)))
+        del data  # tensorstore holds the value now
+        self.steps.reach("upload")
+
+    def _finish_oldest(self) -> None:
+        upload = self._in_flight.pop(0)
+        upload.pending.result()
+        self._stored.add(upload.name)
+        with contextlib.suppress(OSError):  # the store has it: the staged copy is not needed
+            (self.stage_folder / upload.name).unlink()
+
+    def _wait_for(self, name: str) -> None:
+        while name not in self._stored:
+            self._finish_oldest()
+
+    def _drain(self) -> None:
+        """Wait for every upload in flight, ignoring their errors (before deleting them)."""
+        while self._in_flight:
+            with contextlib.suppress(CkptmapError):
+                self._finish_oldest()
+
+    # -- the commit ------------------------------------------------------------------------
+
     def commit(self) -> tuple[str, ...]:
         self._check_open()
         self.steps.reach("staged")
@@ -107,24 +233,34 @@ class UrlCommit(Commit):
                 loc.where(self._index),
                 "a checkpoint appeared here while writing; pass --force to replace it",
             )
-        # an old asset of the same name is overwritten in place (docs/durability.md)
-        clash = had_index and any(loc.exists(n) for n, kind in place if kind == DATA)
+        # an old asset of the same name is overwritten in place (docs/durability.md); a file
+        # uploaded early had a free name
+        clash = had_index and any(
+            loc.exists(n) for n, kind in place if kind == DATA and n not in self._early
+        )
         listed = loc.list(f"{self.name}.data-") if had_index else []
         stale = [n for n in (listed or []) if n not in names]
         journal = Journal(self.name, place, [self._index] if clash else [], stale)
         committed = False
+        placed: list[str] = []
         try:
             self._journal_key = f"{STAGING_PREFIX}{self._staging.token}{JOURNAL_SUFFIX}"
             loc.write(self._journal_key, journal.encode())
+            self._listed |= set(names)
             self.steps.reach("journal")
             if clash:  # old data are overwritten next: the old index must not point at them
                 loc.delete(self._index)
                 self.steps.reach("aside")
-            placed: list[str] = []
+            for name, kind in place:  # the rest of the data and assets, concurrently
+                if kind not in (INDEX, STATE) and name not in self._early:
+                    self._start_upload(name)
             for name, kind in place:
                 if kind == STATE:
                     continue
-                self._upload(name)
+                if kind == INDEX:  # every data file and asset is in the store now
+                    self._upload(name)
+                else:
+                    self._wait_for(name)
                 placed.append(name)
                 committed = name == journal.point
                 self.steps.reach(f"place-{kind}")
@@ -144,7 +280,8 @@ class UrlCommit(Commit):
                 self.state = "committed"
                 self._staging.release()
                 raise
-            before = max(len(self._uploaded) - 1, 0)  # the last one is the one that failed
+            self._drain()
+            before = len(self._stored)
             self._delete_uploaded()
             self.abort()
             if isinstance(exc, OutputError):
@@ -157,6 +294,7 @@ class UrlCommit(Commit):
         return tuple(placed)
 
     def _upload(self, name: str) -> None:
+        """Upload one file and wait for it (the index, the state file)."""
         path = self.stage_folder / name
         try:
             data = path.read_bytes()
@@ -164,13 +302,16 @@ class UrlCommit(Commit):
             raise OutputError(f"{path}: cannot read the staged file ({err.strerror})") from err
         self._uploaded.append(name)
         self.location.write(name, data)
+        self._stored.add(name)
 
     def _delete_uploaded(self) -> None:
         for name in reversed(self._uploaded):
             self.location.delete(name)
         if self._journal_key:
             self.location.delete(self._journal_key)
+            self._journal_key = ""
         self._uploaded.clear()
+        self._stored.clear()
 
     def _forget_leftovers(self, names: list[str]) -> None:
         """Delete what killed uploads of this prefix left (files not part of this checkpoint)."""
@@ -186,5 +327,7 @@ class UrlCommit(Commit):
         if self.state != "open":
             return
         self.state = "aborted"
+        self._drain()  # no upload may land after the deletes below
+        self._delete_uploaded()
         with contextlib.suppress(OSError):
             self._staging.remove()

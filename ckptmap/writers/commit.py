@@ -54,13 +54,20 @@ kill) inside ``commit`` rolls back at once. :func:`pending_commits` reports
 staging folders without changing anything (``inspect`` can show them).
 
 URLs (stores have no rename): files are staged in a locked staging folder
-under ``TMPDIR``, and uploaded in the same order; a journal object
-``<folder URL>/.ckptmap-staging-<token>.journal`` is written first and deleted
-last, so a killed upload's leftovers are recognisable; the next write of the
-same prefix deletes them. With ``force``, the old index is deleted before the
-first upload only when a new data shard or asset would overwrite an old file
-(then a kill before the new index leaves neither checkpoint: a store cannot
-rename). Any failure deletes every file uploaded so far.
+under ``TMPDIR`` and uploaded under their final names, data and assets before
+the index, the state file last. A file is uploaded as soon as it is complete
+(an asset staged with :meth:`Commit.add_file` / :meth:`Commit.add_bytes`, a
+shard the writer reports with :meth:`Commit.finished`; step ``upload``), while
+the run goes on, several at once (bounded in files and bytes), each staged copy
+deleted once stored; a name already in the store waits for the commit. A journal
+object ``<folder URL>/.ckptmap-staging-<token>.journal`` names every file before
+its upload starts and is deleted last, so a killed upload's leftovers are
+recognisable; the next write of the same prefix deletes them. The index is
+uploaded only after every data file and asset is stored. With ``force``, the
+old index is deleted before the clashing uploads only when a new data shard
+would overwrite an old file (then a kill before the new index leaves neither
+checkpoint: a store cannot rename). Any failure waits for the uploads in
+flight and deletes every file uploaded so far (:mod:`ckptmap.writers._url_commit`).
 
 Fault injection: every step boundary calls :class:`~ckptmap.writers._protocol.Steps`
 with its name (:data:`STEPS`): ``CKPTMAP_FAULT_AT=<step>`` or ``<step>#<n>``

@@ -297,9 +297,12 @@ def test_memory_url_commit_order_and_journal(hook: Any) -> None:
     hook(record)
     result = _write("memory://commit-order/m", shards=2)
     hook(None)
-    assert [label.split("#")[0] for label in seen] == [
-        "staging", "staged", "journal", "place-data", "place-data", "place-asset",
-        "place-index", "clean", "place-state", "done",
+    assert seen == [
+        "staging#1",
+        "journal#1", "upload#1",  # the asset, staged complete: uploaded at once
+        "journal#2", "upload#2", "upload#3",  # each shard as the writer finishes it
+        "staged#1", "journal#3", "place-data#1", "place-data#2", "place-asset#1",
+        "place-index#1", "clean#1", "place-state#1", "done#1",
     ]  # fmt: skip
     assert any(k.startswith(STAGING_PREFIX) for k in keys_at["journal#1"])
     assert "m.index" not in keys_at["place-asset#1"]
