@@ -129,18 +129,20 @@ class TensorPlan:
 
     @property
     def action(self) -> str:
-        """A one-word summary: copy, split, merge, repartition or transpose."""
+        """A one-word summary: copy, convert, split, merge, repartition or transpose.
+
+        ``copy`` and ``convert`` keep the layout (every piece is a stored old
+        piece): ``copy`` when the bytes are copied as they are, ``convert`` when
+        the source's bytes cannot be (a V1 checkpoint, safetensors, npz, zarr3,
+        another byte order) and each piece is read as an array and written.
+        """
         if self.transpose is not None:
             return "transpose"
-        if not self.sliced and not self.source_sliced:
-            return "copy"
-        if self.sliced and not self.source_sliced:
-            return "split"
-        if not self.sliced:
-            return "merge"
-        if all(p.method is Method.COPY for p in self.pieces):
-            return "copy"
-        return "repartition"
+        if self.sliced != self.source_sliced:
+            return "split" if self.sliced else "merge"
+        if not all(p.feed is not None and p.feed.direct for p in self.pieces):
+            return "repartition"
+        return "copy" if all(p.method is Method.COPY for p in self.pieces) else "convert"
 
     @property
     def nbytes(self) -> int:

@@ -88,7 +88,7 @@ class CheckReport:
     def restores_directly(self) -> bool:
         """True when the old checkpoint restores into the new model as it is, without a remap."""
         return self.plan.alias.is_identity and all(
-            t.action == "copy" or t.dtype.copyable for t in self.plan.tensors
+            t.action in ("copy", "convert") or t.dtype.copyable for t in self.plan.tensors
         )
 
     def why(self, key: str) -> str:

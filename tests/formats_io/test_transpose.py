@@ -72,7 +72,7 @@ def test_transposed_entries_are_assembled_and_reported(tmp_path: Path) -> None:
     assert by_key["dense/kernel"].action == "transpose"
     assert by_key["dense/kernel"].transpose == (1, 0)
     assert by_key["square/kernel"].action == "transpose"  # same shape, still transposed
-    assert by_key["dense/bias"].action == "copy"
+    assert by_key["dense/bias"].action == "convert"  # safetensors: read as an array
     assert plan.summary()["transposed"] == 3
     assert by_key["conv/kernel"].to_json()["transpose"] == [2, 3, 1, 0]
     assert all(p["method"] == "assemble" for p in by_key["conv/kernel"].to_json()["pieces"])
