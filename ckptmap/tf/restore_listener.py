@@ -11,7 +11,9 @@ then feeds the old values into the new variables once a session exists:
 
    - *alias restore*: a placeholder and an assign op per variable, and the alias
      map (graph variable name -> old checkpoint key) from
-     :func:`ckptmap.alias.plan_aliases`;
+     :func:`ckptmap.alias_names.plan_aliases_by_name` (for a TF2 object-based
+     checkpoint, the map's values and the rules are in the names users know,
+     as for ``check`` and ``remap``);
    - *clear NN* (``clear_nn=True``): ``global_variables_initializer``, plus a
      global-step placeholder and assign op when ``continue_training``.
 
@@ -45,7 +47,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ckptmap.alias import Unresolved, plan_aliases
+from ckptmap.alias import Unresolved
+from ckptmap.alias_names import plan_aliases_by_name
 from ckptmap.dtypes import dtype_from_enum
 from ckptmap.errors import (
     MissingInputError,
@@ -55,6 +58,7 @@ from ckptmap.errors import (
     UsageError,
 )
 from ckptmap.migration.verdict import decide
+from ckptmap.readers.object_graph import object_names
 from ckptmap.readers.state import locate_checkpoint
 from ckptmap.readers.tf_bundle import Checkpoint, open_checkpoint
 from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
@@ -288,14 +292,18 @@ class CustomRestoreListener:
 
     Args:
         alias_map: graph variable name (``scope/w/part_0``) -> old checkpoint
-            key. Names it leaves out are matched by ckptmap's alias engine.
+            key or, for a TF2 object-based checkpoint, the name users know it
+            by (``net/hidden/kernel``, ``global_step``, a unique full name).
+            Names it leaves out are matched by ckptmap's alias engine.
         clear_nn: instead of restoring, re-initialise every variable once.
         continue_training: with ``clear_nn``, keep the checkpoint's global step.
         model_dir: the folder of the old checkpoint (its ``checkpoint`` state
             file picks the latest); also where the clear-NN flag file goes.
         enable_alias_map_auto_gen: let the alias engine generate matches for
             variables the alias map does not name.
-        rules: ``PATTERN=FORMAT`` rules for the alias engine (design.md §Alias maps).
+        rules: ``PATTERN=FORMAT`` rules for the alias engine (design.md §Alias maps),
+            over the old checkpoint's user names when it is object-based
+            (falling back to keys, as for ``check``: docs/tf2.md).
 
     Raises:
         UsageError: if ``clear_nn`` is combined with an ``alias_map``.
@@ -406,7 +414,7 @@ class CustomRestoreListener:
         if _restores_plainly(old, model.variables.values()):
             logger.info("CustomRestoreListener: %s restores plainly, nothing to do", ckpt.prefix)
             return
-        sources = self._plan_sources(old, model, ckpt.prefix)
+        sources = self._plan_sources(ckpt, old, model)
         self.alias_map = sources
         by_name = {
             _node_name(v.name): v
@@ -427,11 +435,13 @@ class CustomRestoreListener:
         graph.add_to_collection(CUSTOM_RESTORE_OP, request)
 
     def _plan_sources(
-        self, old: Mapping[str, TensorSpec], model: ModelSpec, prefix: Path
+        self, ckpt: Checkpoint, old: Mapping[str, TensorSpec], model: ModelSpec
     ) -> dict[str, str]:
-        plan = plan_aliases(
+        prefix = ckpt.prefix
+        plan = plan_aliases_by_name(
             old,
             model,
+            old_names=object_names(ckpt),
             explicit=self.alias_map,
             rules=self.rules,
             auto=self.enable_alias_map_auto_gen,
