@@ -233,3 +233,16 @@ def test_a_rule_may_give_an_old_key_or_a_unique_full_name(tmp_path: Path) -> Non
     assert matches["proj/kernel"].old_key == "model/hidden/_kernel" + VALUE
     assert matches["proj/bias"].old_key == "model/hidden/bias" + VALUE
     assert matches["step"].old_key == "optimizer/_iterations" + VALUE
+
+
+def test_a_rule_on_positional_keys() -> None:
+    """tf-keras Sequential keys are positional (an inserted layer shifts them): a key rule maps."""
+    folder = FIXTURES / "tf2_tfkeras"
+    inserted = folder / "inserted" / "ckpt"
+    rule = "^model/tower/layer_with_weights-2/(.*)$=model/tower/layer_with_weights-1/{}"
+    plan = plan_remap(folder / "old" / "ckpt", inserted, rules=[rule], fill_from=inserted)
+    for weight in ("kernel", "bias"):
+        match = plan.alias.matches[f"model/tower/layer_with_weights-2/{weight}" + VALUE]
+        assert match.old_key == f"model/tower/layer_with_weights-1/{weight}" + VALUE
+        assert match.reason == "rule ^model/tower/layer_with_weights-2/(.*)$"
+    assert plan.complete
