@@ -414,7 +414,7 @@ CASES = [
             lambda d: rewrite_entry(d / "zoo.index", b"sliced/rows", _shift_first_slice),
             CorruptCheckpointError,
             lambda d: (
-                f"{d / 'zoo.index'}: tensor 'sliced/rows' slice 10 4 1,4:0,4 has no entry in "
+                f"{d / 'zoo.index'}: tensor 'sliced/rows[1,4:0,4]' has no entry in "
                 f"the index ({FIX_INDEX})"
             ),
         ),

@@ -26,7 +26,13 @@ from ckptmap.errors import (
     UnsupportedInputError,
 )
 from ckptmap.formats.bundle_entry import plain_entry_fields
-from ckptmap.formats.slice_key import encode_slice_key, is_slice_key, slice_key_tensor
+from ckptmap.formats.slice_key import (
+    encode_slice_key,
+    is_slice_key,
+    key_label,
+    slice_key_tensor,
+    sliced_name,
+)
 from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
 from ckptmap.formats.table import BUNDLE_VERSION
 from ckptmap.proto import ckptmap_tf_pb2
@@ -104,7 +110,7 @@ class BundleIndex:
         self._check_slice_owners(table)
         self._entries: dict[bytes, TensorEntry] = {}
         self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
-        self._slice_names: dict[bytes, str] = {}  # slice key -> "'key' (slice spec)"
+        self._slice_names: dict[bytes, str] = {}  # slice key -> "'key[slice spec]'"
         self._tiled: set[str] = set()  # partitioned keys whose slices tile them
         # (dtype enum, raw shape bytes) of a plain entry -> its checked dtype and shape
         self._kinds: dict[tuple[int, bytes], tuple[DType, tuple[int, ...]]] = {}
@@ -161,7 +167,7 @@ class BundleIndex:
                 continue
             owner = slice_key_tensor(raw)
             if owner is None:
-                raise self.corrupt(f"the slice key {raw[:40]!r} cannot be decoded")
+                raise self.corrupt(f"the slice key {raw[:40].hex()} cannot be decoded")
             if not owner or owner not in self._values:
                 name = owner.decode("utf-8", "surrogateescape")
                 raise self.corrupt(
@@ -210,7 +216,7 @@ class BundleIndex:
 
     def describe(self, entry: TensorEntry) -> str:
         """The user's name for an entry: its key, or its tensor and slice for a slice entry."""
-        return self._slice_names.get(_raw(entry.key), repr(entry.key))
+        return self._slice_names.get(_raw(entry.key), repr(key_label(entry.key)))
 
     def _entry(self, raw: bytes, where: str | None = None) -> TensorEntry:
         """The decoded entry under ``raw``; ``where`` names it in messages (default: its key)."""
@@ -224,11 +230,11 @@ class BundleIndex:
         key = raw.decode("utf-8", "surrogateescape")
         fields = plain_entry_fields(bytes(value))
         if fields is None:  # slices, or a layout TensorFlow does not write: protobuf decides
-            return self._decode_proto(key, value, where or f"tensor {key!r}")
+            return self._decode_proto(key, value, where or f"tensor {key_label(raw)!r}")
         enum, shape_raw, shard_id, offset, size, crc32c = fields
         kind = self._kinds.get((enum, shape_raw))
         if kind is None:  # the first entry of this dtype and shape: checked in full
-            entry = self._decode_proto(key, value, where or f"tensor {key!r}")
+            entry = self._decode_proto(key, value, where or f"tensor {key_label(raw)!r}")
             self._kinds[(enum, shape_raw)] = (entry.dtype, entry.shape)
             return entry
         entry = TensorEntry(key, kind[0], kind[1], shard_id, offset, size, crc32c)
@@ -239,7 +245,7 @@ class BundleIndex:
             or dtype.is_string
             or size != entry.num_elements * dtype.itemsize
         ):  # not plainly valid: the full check says what is wrong, if anything
-            self._check_data_entry(entry, where or f"tensor {key!r}")
+            self._check_data_entry(entry, where or f"tensor {key_label(raw)!r}")
         return entry
 
     def _decode_proto(self, key: str, value: memoryview, where: str) -> TensorEntry:
@@ -331,11 +337,11 @@ class BundleIndex:
         raw = _raw(key)
         parts: list[tuple[SliceSpec, TensorEntry]] = []
         for spec in full.slices:
-            where = f"tensor {key!r} slice {spec}"
+            where = f"tensor {sliced_name(key, spec.extents)!r}"
             slice_key = encode_slice_key(raw, spec.extents)
             if slice_key not in self._values:
                 raise self.corrupt(f"{where} has no entry in the index")
-            self._slice_names.setdefault(slice_key, f"{key!r} (slice {spec})")
+            self._slice_names.setdefault(slice_key, repr(sliced_name(key, spec.extents)))
             part = self._entry(slice_key, where)
             if part.slices or part.dtype != full.dtype or part.shape != spec.shape:
                 raise self.corrupt(

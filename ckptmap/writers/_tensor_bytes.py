@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import CorruptCheckpointError, OutputError
 from ckptmap.formats.crc import crc32c, mask_crc
+from ckptmap.formats.slice_key import key_label
 from ckptmap.readers.source import can_copy_bytes
 from ckptmap.split import box_of
 from ckptmap.writers._copy import SourceEnded, SourceFiles, truncated
@@ -169,7 +170,7 @@ class TensorBytes:
         entry = piece.entry
         if entry.size == 0:
             return
-        where = f"tensor {entry.key!r}"
+        where = f"tensor {key_label(entry.key)!r}"
         src = self._files.open(ckpt.shard_path(entry.shard_id))
         self._files.check_range(src, entry.offset, entry.size, where)
         while self._checks and self._checks[0].done():  # fail early on a damaged tensor
@@ -192,7 +193,7 @@ class TensorBytes:
         copy out of the page cache); each window is unmapped before the next,
         so the mapping adds at most one window to the resident memory.
         """
-        where = f"tensor {entry.key!r}"
+        where = f"tensor {key_label(entry.key)!r}"
         src = self._crc_files.open(ckpt.shard_path(entry.shard_id))
         _check_crc(ckpt, entry, self._mapped_crc(src, entry.offset, entry.size, where))
 
@@ -283,8 +284,9 @@ def _check_crc(ckpt: Checkpoint, entry: TensorEntry, crc: int) -> None:
     if mask_crc(crc) != entry.crc32c:
         raise CorruptCheckpointError(
             ckpt.shard_url(entry.shard_id),
-            f"tensor {entry.key!r}: CRC32C mismatch: stored 0x{entry.crc32c:08x}, computed "
-            f"0x{mask_crc(crc):08x} (the data file is corrupt; copy it again from its source)",
+            f"tensor {key_label(entry.key)!r}: CRC32C mismatch: stored 0x{entry.crc32c:08x},"
+            f" computed 0x{mask_crc(crc):08x} (the data file is corrupt; copy it again from its"
+            " source)",
         )
 
 

@@ -241,7 +241,8 @@ def test_verify_names_the_damaged_tensor(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert result.stdout == ""
     assert result.stderr.startswith(
-        f"error: {shard}: tensor 'ffm/embeddings/Adam' (slice {spec}): CRC32C mismatch: stored 0x"
+        f"error: {shard}: tensor 'ffm/embeddings/Adam[{spec.format().split()[-1]}]': CRC32C"
+        " mismatch: stored 0x"
     )
     assert result.stderr.count("\n") == 1
 
