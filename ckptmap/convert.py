@@ -40,33 +40,22 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ckptmap.defaults import ZARR_BLOCK_BYTES, ZARR_CHUNK_BYTES
 from ckptmap.errors import CkptmapError, OutputError, OutputExistsError, UsageError
-from ckptmap.formats.zarr_layout import INCOMPLETE_MARKER, OCDBT_MANIFEST, ROOT_METADATA
 from ckptmap.readers.source import open_source
-from ckptmap.readers.zarr_store import (
-    StoreLocation,
-    is_zarr_store,
-    local_kvstore,
-    shared_context,
-    store_location,
-)
 from ckptmap.storage import is_url
 from ckptmap.writers.commit import open_commit
-from ckptmap.writers.npz import write_npz
 from ckptmap.writers.safetensors import DEFAULT_MAX_SHARD_SIZE, INDEX_SUFFIX, write_safetensors
-from ckptmap.writers.zarr3 import (
-    DEFAULT_BLOCK_BYTES,
-    DEFAULT_CHUNK_BYTES,
-    Zarr3Writer,
-    open_kvstore,
-    tensorstore_result,
-)
+
+if TYPE_CHECKING:  # the zarr writer and the npz writer load only for their format
+    from ckptmap.readers.zarr_store import StoreLocation
+    from ckptmap.writers.zarr3 import Zarr3Writer
 
 __all__ = ["TARGETS", "ConvertResult", "convert"]
 
-WRITERS = {"zarr3": Zarr3Writer}  # the store formats convert writes, and their writers
+WRITERS = ("zarr3",)  # the store formats convert writes (writers/zarr3.py)
 ARRAY_FILES = ("safetensors", "npz")  # the array-file formats (writers/safetensors.py, npz.py)
 TARGETS = (*WRITERS, *ARRAY_FILES)
 
@@ -130,8 +119,8 @@ def convert(
     to: str = "zarr3",
     ocdbt: bool = False,
     step: int | None = None,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    chunk_bytes: int = ZARR_CHUNK_BYTES,
+    block_bytes: int = ZARR_BLOCK_BYTES,
     force: bool = False,
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     skip_unsupported: bool = False,
@@ -185,17 +174,19 @@ def convert(
             max_shard_size=max_shard_size,
             skip_unsupported=skip_unsupported,
         )
-    writer_class = WRITERS.get(to)
-    if writer_class is None:
+    if to not in WRITERS:
         raise UsageError(f"unknown store format {to!r} (expected one of: {', '.join(TARGETS)})")
     if chunk_bytes < 1 or block_bytes < 1:
         raise UsageError("chunk_bytes and block_bytes must be positive numbers of bytes")
+    from ckptmap.readers.zarr_store import store_location
+    from ckptmap.writers.zarr3 import Zarr3Writer
+
     try:
         location = store_location(out, ocdbt=ocdbt)
     except UsageError as err:
         raise OutputError(str(err)) from err
     with open_source(old, step=step) as source:
-        writer = writer_class(source, chunk_bytes, block_bytes)
+        writer = Zarr3Writer(source, chunk_bytes, block_bytes)
         if location.local is not None:
             store_bytes: int | None = _convert_local(writer, location, force=force)
         else:
@@ -246,6 +237,8 @@ def _convert_array_file(
                     skip_unsupported=skip_unsupported,
                 )
             else:
+                from ckptmap.writers.npz import write_npz
+
                 written = write_npz(
                     source, output, stem + ".npz", skip_unsupported=skip_unsupported
                 )
@@ -302,6 +295,8 @@ _SHARD = re.compile(r"-\d{5}-of-\d{5}\.safetensors")
 
 def _convert_local(writer: Zarr3Writer, location: StoreLocation, *, force: bool) -> int:
     """Write the store staged through the commit protocol, renamed into place whole."""
+    from ckptmap.readers.zarr_store import StoreLocation, local_kvstore
+
     final = location.local
     assert final is not None  # noqa: S101 -- the caller checked; not input validation
     if force and (final.exists() or final.is_symlink()) and not _replaceable(final):
@@ -319,6 +314,8 @@ def _convert_local(writer: Zarr3Writer, location: StoreLocation, *, force: bool)
 
 def _replaceable(path: Path) -> bool:
     """Whether ``--force`` may replace ``path``: a zarr store or an empty folder."""
+    from ckptmap.readers.zarr_store import is_zarr_store
+
     if path.is_dir() and not path.is_symlink():
         return is_zarr_store(path) or not any(path.iterdir())
     return False
@@ -335,6 +332,10 @@ def _folder_bytes(folder: Path) -> int:
 
 def _convert_url(writer: Zarr3Writer, location: StoreLocation, *, force: bool) -> None:
     """Write in place: marker first, arrays, manifest last, then remove the marker."""
+    from ckptmap.formats.zarr_layout import INCOMPLETE_MARKER
+    from ckptmap.readers.zarr_store import shared_context
+    from ckptmap.writers.zarr3 import open_kvstore, tensorstore_result
+
     found = _existing_state(location)
     if found is not None:
         if not force:
@@ -368,6 +369,10 @@ _OTHER_DATA = "holds other data"
 
 def _existing_state(location: StoreLocation) -> str | None:
     """``None`` if nothing is at ``location``; else what is there, for messages."""
+    from ckptmap.formats.zarr_layout import INCOMPLETE_MARKER, OCDBT_MANIFEST, ROOT_METADATA
+    from ckptmap.readers.zarr_store import shared_context
+    from ckptmap.writers.zarr3 import open_kvstore, tensorstore_result
+
     context = shared_context()  # a probe: its caches are dropped before writing
     plain = open_kvstore(location.with_ocdbt(False), context)
     names = (ROOT_METADATA, INCOMPLETE_MARKER, OCDBT_MANIFEST)
@@ -386,6 +391,8 @@ def _existing_state(location: StoreLocation) -> str | None:
 
 
 def _exists(store: Any, key: str, location: StoreLocation) -> bool:
+    from ckptmap.writers.zarr3 import tensorstore_result
+
     return bool(tensorstore_result(store.read(key), location.text, "cannot read").state == "value")
 
 

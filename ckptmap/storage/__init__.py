@@ -18,6 +18,9 @@ The package:
 How an output is committed (staging folder, commit order, locks) is the
 writers' business: :mod:`ckptmap.writers.commit`.
 
+Names are imported from their submodules on first use, so ``from ckptmap.storage
+import is_url`` loads only :mod:`~ckptmap.storage.urls`.
+
 Example:
     >>> loc, name = open_parent("memory://demo/model.ckpt-1.index")  # doctest: +SKIP
     >>> loc.write(name, b"...")  # doctest: +SKIP
@@ -25,19 +28,48 @@ Example:
 
 from __future__ import annotations
 
-from ckptmap.storage.io import IoCounter, measure_io
-from ckptmap.storage.kvstore import KvLocation, translate_error
-from ckptmap.storage.local import LocalLocation
-from ckptmap.storage.location import Location, open_location, open_parent
-from ckptmap.storage.staging import STAGING_PREFIX, is_staging_name
-from ckptmap.storage.urls import (
-    SUPPORTED_SCHEMES,
-    check_scheme,
-    is_url,
-    kvstore_spec,
-    location_text,
-    split_name,
-)
+from typing import TYPE_CHECKING, Any
+
+from ckptmap._lazy import export
+
+_EXPORTS = {
+    "IoCounter": "io",
+    "measure_io": "io",
+    "KvLocation": "kvstore",
+    "translate_error": "kvstore",
+    "LocalLocation": "local",
+    "Location": "location",
+    "open_location": "location",
+    "open_parent": "location",
+    "STAGING_PREFIX": "staging",
+    "is_staging_name": "staging",
+    "SUPPORTED_SCHEMES": "urls",
+    "check_scheme": "urls",
+    "is_url": "urls",
+    "kvstore_spec": "urls",
+    "location_text": "urls",
+    "split_name": "urls",
+}
+
+if TYPE_CHECKING:
+    from ckptmap.storage.io import IoCounter, measure_io
+    from ckptmap.storage.kvstore import KvLocation, translate_error
+    from ckptmap.storage.local import LocalLocation
+    from ckptmap.storage.location import Location, open_location, open_parent
+    from ckptmap.storage.staging import STAGING_PREFIX, is_staging_name
+    from ckptmap.storage.urls import (
+        SUPPORTED_SCHEMES,
+        check_scheme,
+        is_url,
+        kvstore_spec,
+        location_text,
+        split_name,
+    )
+
+
+def __getattr__(name: str) -> Any:  # the submodules are imported on first use
+    return export(__name__, _EXPORTS, name)
+
 
 __all__ = [
     "STAGING_PREFIX",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import google_crc32c
-import numpy as np
 
 from ckptmap.errors import CorruptCheckpointError, InputError, MissingInputError
 from ckptmap.formats.crc import crc32c
@@ -136,6 +135,8 @@ class SourceFiles:
         """
         if count == 0 and size == 0:
             return 0
+        import numpy as np
+
         view = memoryview(self._chunk_buffer())
         head = bytearray()
         pos, end = offset, offset + size
@@ -160,6 +161,8 @@ class SourceFiles:
         return self._crc_range(source, pos, end - pos, where, crc)
 
     def _crc_range(self, source: Source, offset: int, size: int, where: str, crc: int) -> int:
+        import numpy as np
+
         buf = self._chunk_buffer()
         view = memoryview(buf)
         arr = np.frombuffer(buf, np.uint8)

@@ -30,6 +30,8 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ckptmap.defaults import ZARR_BLOCK_BYTES as DEFAULT_BLOCK_BYTES
+from ckptmap.defaults import ZARR_CHUNK_BYTES as DEFAULT_CHUNK_BYTES
 from ckptmap.errors import CkptmapError, CorruptCheckpointError, OutputError
 from ckptmap.formats.crc import crc32c, mask_crc
 from ckptmap.formats.slice_key import key_label
@@ -68,9 +70,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-# A zarr chunk holds at most this many bytes (unless one element of the first axis is larger).
-DEFAULT_CHUNK_BYTES = 8 * MIB
-DEFAULT_BLOCK_BYTES = 16 * MIB  # one write moves at most this many bytes
 MAX_IN_FLIGHT = 4  # writes running at once: memory is bounded by this many blocks
 
 Box = tuple[tuple[int, int], ...]
