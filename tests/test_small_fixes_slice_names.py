@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import FIXTURES, flip_byte, rewrite_entry, table_entries, truncate
+from helpers import FIXTURES, flip_byte, rewrite_entry, table_entries, truncate, write_table
 
 from ckptmap.cli import main
-from ckptmap.formats.slice_key import encode_slice_key
+from ckptmap.formats.slice_key import decode_slice_key, encode_slice_key, key_label
 from ckptmap.proto import ckptmap_tf_pb2
 
 SLICE = encode_slice_key(b"ffm/embeddings", [(0, 50), (0, 16)])
@@ -88,3 +88,67 @@ def test_a_damaged_slice_is_named_by_its_tensor_and_spec(
     assert "\\udc" not in line.encode("unicode_escape").decode()
     assert "(slice " not in line
     assert not out.exists() or not any(out.iterdir())
+
+
+# -- V1 checkpoints: every tensor is stored as slices, each a record of the table file --
+
+V1_SLICE = encode_slice_key(b"emb", [(4, 3), (0, 4)])
+
+
+def _v1_record(old: Path, change: Callable[[Any], None]) -> None:
+    """Rewrite the record of ``emb``'s second stored slice (rows 4-6) of the copied V1 file."""
+    path = old / "model.ckpt-3"
+    entries = table_entries(path)
+    for i, (key, value) in enumerate(entries):
+        if key == V1_SLICE:
+            record = ckptmap_tf_pb2.SavedTensorSlices.FromString(value)
+            change(record.data)
+            entries[i] = (key, record.SerializeToString())
+    write_table(path, entries)
+
+
+def _short_content(data: Any) -> None:
+    assert not data.data.tensor_content  # TF's V1 writer puts float32 values in float_val
+    del data.data.float_val[-1]
+
+
+def _other_extent(data: Any) -> None:
+    data.slice.extent[0].start = 5
+
+
+@pytest.mark.parametrize("change", [_short_content, _other_extent], ids=["content", "extent"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("inspect", "{old}", "--tensor", "emb"),
+        ("convert", "--old", "{old}", "--to", "npz", "--skip-unsupported", "--out", "{out}/m.npz"),
+        ("remap", "--old", "{old}", "--new-graph", FIXTURES / "tf1_v1" / "model.ckpt-3.meta",
+         "--out", "{out}/"),
+    ],
+    ids=["inspect", "convert", "remap"],
+)  # fmt: skip
+def test_a_damaged_v1_slice_is_named_by_its_tensor_and_spec(
+    change: Callable[[Any], None], command: tuple[str | Path, ...], tmp_path: Path
+) -> None:
+    old, out = tmp_path / "tf1_v1", tmp_path / "out"
+    shutil.copytree(FIXTURES / "tf1_v1", old)
+    _v1_record(old, change)
+    result = _run(*(str(a).replace("{old}", str(old)).replace("{out}", str(out)) for a in command))
+    assert result.exit_code == 3, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "tensor 'emb[4,3:0,4]'" in line, line
+    if change is _other_extent:
+        assert "its record names 'emb[5,3:0,4]'" in line
+    assert "\\x00" not in line
+    assert "' slice " not in line  # the old "'emb' slice 10 4 4,3:0,4"
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_slice_keys_of_v1_scalars_decode() -> None:
+    """TF's V1 writer stores a scalar as one rank-0 slice: ``00 name 00 01 00``."""
+    keys = {key for key, _ in table_entries(FIXTURES / "tf1_v1" / "model.ckpt-3") if key}
+    assert encode_slice_key(b"global_step", []) in keys
+    labels = {key_label(key) for key in keys}
+    assert {"global_step", "scalar/float32", "emb[0,4:0,4]", "dtypes/bool[-:-]"} <= labels
+    assert all(not label.startswith("slice key") for label in labels)
+    assert decode_slice_key(encode_slice_key(b"global_step", [])) == (b"global_step", [])

@@ -87,7 +87,7 @@ def decode_slice_key(raw: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
     if name is None:
         return None
     pos = 1 + len(_string(name))
-    if pos >= len(raw) or not 1 <= raw[pos] <= 8:
+    if pos >= len(raw) or raw[pos] > 8:  # NumIncreasing: 0 (rank 0: one byte 00) to 8 bytes
         return None
     size = raw[pos]
     rank = int.from_bytes(raw[pos + 1 : pos + 1 + size], "big")
@@ -106,12 +106,15 @@ def sliced_name(name: str, extents: Sequence[tuple[int, int]] | None) -> str:
     """How messages name a stored slice: ``name[slice spec]`` (``w[0,4:-]``), else ``name``.
 
     The spec is TensorFlow's per-dimension ``start,length`` with ``-`` for a
-    whole dimension.
+    whole dimension. A scalar's only slice (rank 0, as V1 checkpoints store
+    it) is the tensor itself: ``name``.
 
     >>> sliced_name("w", [(0, 4), (0, -1)])
     'w[0,4:-]'
+    >>> sliced_name("global_step", [])
+    'global_step'
     """
-    if extents is None:
+    if not extents:
         return name
     spec = ":".join("-" if length == -1 else f"{start},{length}" for start, length in extents)
     return f"{name}[{spec}]"

@@ -33,7 +33,7 @@ def stored_entry(ckpt: Checkpoint, key: str, piece: SourcePiece) -> TensorEntry:
         if spec.extents == piece.slice.extents:
             return entry
     raise CorruptCheckpointError(
-        ckpt.index_path, f"tensor {key!r}: stored slice {piece.slice} has no entry"
+        ckpt.index_path, f"{piece_label(key, piece)} has no entry in the index"
     )
 
 

@@ -40,7 +40,7 @@ from ckptmap.errors import (
     TensorNotFoundError,
     UnsupportedInputError,
 )
-from ckptmap.formats.slice_key import encode_slice_key
+from ckptmap.formats.slice_key import encode_slice_key, sliced_name
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._limits import MAX_RANK
 from ckptmap.readers._table import decode_index
@@ -244,7 +244,7 @@ class V1Checkpoint:
             return found
         spec, file_number = stored.parts[number]
         path = self.files[file_number]
-        where = f"tensor {key!r}" + ("" if spec.is_full else f" slice {spec}")
+        where = f"tensor {sliced_name(key, None if spec.is_full else spec.extents)!r}"
         raw = self._values[file_number].get(encode_slice_key(_raw(key), spec.extents))
         if raw is None:
             raise CorruptCheckpointError(path, f"{where} has no record in the file ({_FIX})")
@@ -416,7 +416,8 @@ def _decode_record(
     )
     if record.name != key or stored_extents != spec.extents:
         raise CorruptCheckpointError(
-            path, f"{where}: its record names {record.name!r} slice {stored_extents} ({_FIX})"
+            path,
+            f"{where}: its record names {sliced_name(record.name, stored_extents)!r} ({_FIX})",
         )
     proto = record.data
     if proto.dtype not in (0, dtype.enum):

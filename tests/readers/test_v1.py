@@ -200,7 +200,7 @@ def test_a_missing_slice_record_names_the_slice(tmp_path: Path) -> None:
     _refused(
         folder,
         tmp_path,
-        f"{path}: tensor 'emb' slice 10 4 4,3:0,4 has no record in the file (the file is corrupt "
+        f"{path}: tensor 'emb[4,3:0,4]' has no record in the file (the file is corrupt "
         "or truncated; copy it again from its source)",
     )
 
