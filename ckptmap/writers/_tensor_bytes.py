@@ -21,10 +21,12 @@ block at a time, so memory never grows with a tensor's size:
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import mmap
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,10 +42,11 @@ if TYPE_CHECKING:
     from ckptmap.readers.source import Source
     from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "TensorBytes", "pwrite_all"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "TensorBytes", "Writeback", "pwrite_all"]
 
 DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024  # one read or write moves at most this many bytes
 _CRC_WINDOW = 16 * 1024 * 1024  # bytes of a data file mapped at once for a CRC32C pass
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start write-out of the range's dirty pages, no wait
 
 Box = tuple[tuple[int, int], ...]
 
@@ -298,3 +301,56 @@ def pwrite_all(fd: int, data: memoryview, at: int) -> None:
             done += os.pwrite(fd, data[done:], at + done)
     except OSError as err:
         raise OutputError(f"cannot write the output ({err.strerror or err})") from err
+
+
+class Writeback:
+    """Starts the disk writes of each copied range of one output file, in a worker thread.
+
+    :meth:`start` hands a range to the worker, which asks the kernel to begin
+    writing it out (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; that call
+    can block while the device queue is full, hence the thread). The disk then
+    writes what was copied while the next tensors are copied, and the
+    ``fsync`` at the end of the file waits only for what is still in flight
+    (without it, all of a 1 GB file: 0.4-0.6 s on the bench machine).
+
+    A hint only: where the call does not exist nothing happens, and its errors
+    are ignored (the ``fsync`` that follows reports a real write error). Use it
+    as a context manager; leaving it waits for the worker, so the file can be
+    closed.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._call = _sync_file_range()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self, offset: int, length: int) -> None:
+        """Have the worker start writing ``length`` bytes at ``offset`` to disk."""
+        if self._call is None or length <= 0:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ckptmap-writeback")
+        self._pool.submit(self._call, self.fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+    def __enter__(self) -> Writeback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # no C library handle, or a libc without it
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    call.restype = ctypes.c_int
+    return call

@@ -40,7 +40,12 @@ from ckptmap.formats.array_files import (
     shard_names,
 )
 from ckptmap.writers._array_output import ArrayFileResult, manifest_of, supported_specs
-from ckptmap.writers._tensor_bytes import DEFAULT_BLOCK_BYTES, TensorBytes, pwrite_all
+from ckptmap.writers._tensor_bytes import (
+    DEFAULT_BLOCK_BYTES,
+    TensorBytes,
+    Writeback,
+    pwrite_all,
+)
 
 if TYPE_CHECKING:
     from ckptmap.readers.source import Source
@@ -161,7 +166,8 @@ def _write_file(
 ) -> int:
     """Stage one safetensors file: header first, then each tensor's bytes; its size."""
     head, offsets = header_bytes(source, specs)
-    total = len(head) + sum(byte_size(s.dtype, s.shape) for s in specs.values())
+    sizes = {k: byte_size(s.dtype, s.shape) for k, s in specs.items()}
+    total = len(head) + sum(sizes.values())
     path = output.stage_path(name)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -170,13 +176,15 @@ def _write_file(
     try:
         pwrite_all(fd, memoryview(head), 0)
         os.ftruncate(fd, total)
-        for key, offset in offsets.items():
-            if stream.byte_copied(key):
-                result.byte_copied += 1
-            else:
-                result.assembled += 1
-            stream.copy_into(key, fd, len(head) + offset)
-        os.fsync(fd)
+        with Writeback(fd) as writeback:  # the disk writes each tensor while the next is copied
+            for key, offset in offsets.items():
+                if stream.byte_copied(key):
+                    result.byte_copied += 1
+                else:
+                    result.assembled += 1
+                stream.copy_into(key, fd, len(head) + offset)
+                writeback.start(len(head) + offset, sizes[key])
+        os.fsync(fd)  # waits only for the writes still in flight
     except OSError as err:
         raise OutputError(f"{output.where(name)}: cannot write ({err.strerror or err})") from err
     finally:
