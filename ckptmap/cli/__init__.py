@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import logging
 
 import click
 
@@ -60,6 +59,8 @@ def main(verbose: int) -> None:
     gc.set_threshold(100_000, 50, 100)
     click.get_current_context().call_on_close(lambda: gc.set_threshold(*before))
     if verbose:
+        import logging  # the core logs with logging.getLogger; only -v configures it
+
         level = logging.WARNING - 10 * verbose
         logging.basicConfig(
             level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"

@@ -9,7 +9,6 @@ table is reported at once.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -185,6 +184,8 @@ def _unknown_key(
     else:
         valid = list(commands[command])
     owners = [name for name, specs in commands.items() if key in specs]
+    import difflib  # only for the message of a mistyped key
+
     close = difflib.get_close_matches(key, valid, n=1)
     if owners:
         hint = f"an option of {', '.join(owners)}, not of {command}"

@@ -22,7 +22,6 @@ The environment wins over the file (``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``,
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +42,8 @@ _TABLES = {"s3": ("endpoint", "region", "profile"), "gcs": ("endpoint",)}
 
 
 def _unknown(config: ConfigFile, keys: tuple[str, ...], valid: list[str]) -> UsageError:
+    import difflib  # only for the message of a mistyped key
+
     close = difflib.get_close_matches(keys[-1], valid, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(valid)}"
     table = ".".join(config.prefix + (STORAGE_TABLE, *keys[:-1]))
