@@ -36,6 +36,7 @@ from _util import (
     PYTHON,
     Measurement,
     checkpoint_files,
+    compile_ckptmap,
     ensure_checkpoints,
     file_bytes,
     measure,
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", default="big", help="which input checkpoint to convert")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per command")
     parser.add_argument("--keep", action="store_true", help="keep the generated input checkpoint")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="do not byte-compile ckptmap first (its modules then compile from source every run)",
+    )
     args = parser.parse_args(argv)
+    if not args.no_compile:
+        compile_ckptmap()
     ensure_checkpoints(args.dir, args.input)
 
     prefix = args.dir / args.input / "model.ckpt"
