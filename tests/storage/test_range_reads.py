@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +45,37 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             server.peak = max(server.peak, server.active)
         try:
             time.sleep(server.delay)
-            self._answer()
+            send = self._answer()
         finally:
+            # not active once the answer is ready: the client may send its next
+            # request as soon as the bytes arrive, before this thread runs again
             with server.lock:
                 server.active -= 1
+        send()
 
-    def _answer(self) -> None:
+    def _answer(self) -> Callable[[], None]:
         path = Path(self.translate_path(self.path))
         if ".data-" in path.name and self.server.deny_data:
-            self.send_error(403)
-            return
+            return lambda: self.send_error(403)
         if not path.is_file():
-            self.send_error(404)
-            return
+            return lambda: self.send_error(404)
         data = path.read_bytes()
         match = _RANGE.match(self.headers.get("Range") or "")
+        status, content_range = 200, ""
         if match:
             start, last = int(match[1]), int(match[2])
             data = data[start : last + 1]
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{start + len(data) - 1}/*")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            status, content_range = 206, f"bytes {start}-{start + len(data) - 1}/*"
+
+        def send() -> None:
+            self.send_response(status)
+            if content_range:
+                self.send_header("Content-Range", content_range)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        return send
 
 
 class _Server(http.server.ThreadingHTTPServer):
