@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import click
@@ -63,7 +62,7 @@ def inspect_command(ctx: click.Context, /, path: str, **_: object) -> None:
         for note in report.notes:
             err_console.print(f"note: {note}")
         if opts.json:
-            click.echo(json.dumps(report.to_json()))
+            click.echo(report.to_json_text())
         elif opts.tensor is not None:
             _print_values(report)
         else:

@@ -15,6 +15,8 @@ decoded by the caller.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["PlainEntry", "plain_entry_fields"]
 
 # dtype, shape (raw TensorShapeProto bytes), shard_id, offset, size, crc32c (masked)
@@ -25,6 +27,36 @@ _SHAPE_FIELD = 2  # wire type 2 (length-delimited); fields 1, 3, 4, 5 are varint
 _LAST_VARINT_FIELD = 5
 _INT32_FIELDS = (1, 3)  # dtype (an enum) and shard_id are int32
 _MAX_SHIFT = 56  # at most 9 varint bytes: values below 2**63, which every field holds as is
+_INT32_LIMIT = 2**31
+# What follows the shape in the common layout: shard_id, offset, size (each a varint
+# of at most 9 bytes, each optional) and the crc32c, then nothing.
+_TAIL = re.compile(
+    rb"(?:\x18([\x80-\xff]{0,8}[\x00-\x7f]))?(?:\x20([\x80-\xff]{0,8}[\x00-\x7f]))?"
+    rb"(?:\x28([\x80-\xff]{0,8}[\x00-\x7f]))?(?:\x35(.{4}))?",
+    re.DOTALL,
+)
+
+
+def _varint(data: bytes | None) -> int:
+    """The value of a whole varint of at most 9 bytes (``None``: an absent field, 0).
+
+    Byte ``i`` holds bits ``7i .. 7i+6`` of the value in its low 7 bits: read as one
+    little-endian number, those bits shifted right by ``i`` land in place.
+    """
+    if data is None:
+        return 0
+    n = len(data)
+    if n == 1:
+        return data[0]
+    x = int.from_bytes(data, "little")
+    if n == 2:
+        return (x & 0x7F) | ((x >> 1) & 0x3F80)
+    if n == 3:
+        return (x & 0x7F) | ((x >> 1) & 0x3F80) | ((x >> 2) & 0x1FC000)
+    value = x & 0x7F
+    for i in range(1, n):
+        value |= (x >> i) & (0x7F << (7 * i))
+    return value
 
 
 def plain_entry_fields(data: bytes) -> PlainEntry | None:
@@ -35,6 +67,23 @@ def plain_entry_fields(data: bytes) -> PlainEntry | None:
         (1, b'\\x12\\x02\\x08\\x04', 0, 16, 16, 3629608889)
     """
     n = len(data)
+    # The common case: a one-byte dtype and a shape shorter than 128 bytes, then
+    # the tail; the same values as the general loop below, which decides the rest.
+    if n >= 4 and data[0] == 0x08 and data[2] == 0x12 and data[1] < 0x80 and data[3] < 0x80:
+        head = 4 + data[3]
+        tail = _TAIL.fullmatch(data, head) if head <= n else None
+        if tail is not None:
+            shard, offset, size, crc = tail.groups()
+            shard_id = 0 if shard is None else _varint(shard)
+            if shard_id < _INT32_LIMIT:
+                return (
+                    data[1],
+                    data[4:head],
+                    shard_id,
+                    _varint(offset),
+                    _varint(size),
+                    0 if crc is None else int.from_bytes(crc, "little"),
+                )
     pos = 0
     last = 0
     values = [0, 0, 0, 0, 0, 0]  # by field number - 1; the shape is kept apart

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -104,16 +105,16 @@ class BundleIndex:
         header = self._decode_header(table)
         self.num_shards: int = header.num_shards
         self.byte_order: str = ">" if header.endianness == BIG_ENDIAN else "<"
-        self.keys = [
-            k.decode("utf-8", "surrogateescape") for k in table.keys if k and not is_slice_key(k)
-        ]
+        self._raw_keys = [k for k in table.keys if k and not is_slice_key(k)]
+        self.keys = [k.decode("utf-8", "surrogateescape") for k in self._raw_keys]
         self._check_slice_owners(table)
         self._entries: dict[bytes, TensorEntry] = {}
         self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
         self._slice_names: dict[bytes, str] = {}  # slice key -> "'key[slice spec]'"
         self._tiled: set[str] = set()  # partitioned keys whose slices tile them
-        # (dtype enum, raw shape bytes) of a plain entry -> its checked dtype and shape
-        self._kinds: dict[tuple[int, bytes], tuple[DType, tuple[int, ...]]] = {}
+        # (dtype enum, raw shape bytes) of a plain entry -> its checked dtype and shape,
+        # and the size in bytes its data must have (-1 for strings, whose size varies)
+        self._kinds: dict[tuple[int, bytes], tuple[DType, tuple[int, ...], int]] = {}
 
     def corrupt(self, detail: str) -> CorruptCheckpointError:
         """An error naming the index, ``detail`` and what to do."""
@@ -208,11 +209,25 @@ class BundleIndex:
 
     def specs(self) -> dict[str, TensorSpec]:
         """A :class:`TensorSpec` per key (partitioned tensors with their slices), in key order."""
-        specs: dict[str, TensorSpec] = {}
-        for key in self.keys:
-            entry = self._entry(_raw(key))
-            specs[key] = TensorSpec(key, entry.dtype, entry.shape, entry.slices)
-        return specs
+        return {
+            key: TensorSpec(key, entry.dtype, entry.shape, entry.slices)
+            for key, entry in zip(self.keys, self.entries(), strict=True)
+        }
+
+    def entries(self) -> Iterator[TensorEntry]:
+        """The entry of every tensor, in key order, each decoded as it is reached.
+
+        Raises:
+            CorruptCheckpointError: when the iteration reaches a damaged entry.
+            UnsupportedInputError: when it reaches an unknown dtype.
+        """
+        cache = self._entries
+        values = self._values
+        for key, raw in zip(self.keys, self._raw_keys, strict=True):
+            entry = cache.get(raw)
+            if entry is None:
+                entry = cache[raw] = self._decode_entry(raw, values[raw], None, key)
+            yield entry
 
     def describe(self, entry: TensorEntry) -> str:
         """The user's name for an entry: its key, or its tensor and slice for a slice entry."""
@@ -226,8 +241,12 @@ class BundleIndex:
             self._entries[raw] = cached
         return cached
 
-    def _decode_entry(self, raw: bytes, value: memoryview, where: str | None) -> TensorEntry:
-        key = raw.decode("utf-8", "surrogateescape")
+    def _decode_entry(
+        self, raw: bytes, value: memoryview, where: str | None, key: str | None = None
+    ) -> TensorEntry:
+        """Decode the entry ``value`` of ``raw`` (``key``: ``raw`` decoded, when known)."""
+        if key is None:
+            key = raw.decode("utf-8", "surrogateescape")
         fields = plain_entry_fields(bytes(value))
         if fields is None:  # slices, or a layout TensorFlow does not write: protobuf decides
             return self._decode_proto(key, value, where or f"tensor {key_label(raw)!r}")
@@ -235,16 +254,14 @@ class BundleIndex:
         kind = self._kinds.get((enum, shape_raw))
         if kind is None:  # the first entry of this dtype and shape: checked in full
             entry = self._decode_proto(key, value, where or f"tensor {key_label(raw)!r}")
-            self._kinds[(enum, shape_raw)] = (entry.dtype, entry.shape)
+            dtype = entry.dtype
+            plain_size = -1 if dtype.is_string else entry.num_elements * dtype.itemsize
+            self._kinds[(enum, shape_raw)] = (dtype, entry.shape, plain_size)
             return entry
         entry = TensorEntry(key, kind[0], kind[1], shard_id, offset, size, crc32c)
-        dtype = entry.dtype
-        if (
-            not 0 <= shard_id < self.num_shards
-            or offset < 0
-            or dtype.is_string
-            or size != entry.num_elements * dtype.itemsize
-        ):  # not plainly valid: the full check says what is wrong, if anything
+        # shard_id, offset and size are unsigned here (varints below 2**63)
+        if shard_id >= self.num_shards or size != kind[2]:
+            # not plainly valid: the full check says what is wrong, if anything
             self._check_data_entry(entry, where or f"tensor {key_label(raw)!r}")
         return entry
 

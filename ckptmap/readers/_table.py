@@ -252,12 +252,19 @@ def decode_block(block: memoryview, pos: int) -> tuple[list[tuple[bytes, memoryv
     restarts, limit = decode_restarts(block, pos)
     restart_set = frozenset(restarts)
     entries: list[tuple[bytes, memoryview]] = []
+    raw = bytes(block[:limit])  # indexing bytes is faster than a memoryview
     key = b""
     while pos < limit:
         entry_at = pos
-        shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
-        non_shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
-        value_len, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+        # The three lengths are one-byte varints in all but huge entries: read
+        # them inline, and take the general decoder otherwise.
+        if pos + 3 <= limit and raw[pos] < 0x80 and raw[pos + 1] < 0x80 and raw[pos + 2] < 0x80:
+            shared, non_shared, value_len = raw[pos], raw[pos + 1], raw[pos + 2]
+            pos += 3
+        else:
+            shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+            non_shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+            value_len, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
         if shared > len(key) or (shared and entry_at in restart_set):
             raise TableFormatError(
                 f"entry at block offset {entry_at} shares {shared} bytes with a "
@@ -270,7 +277,7 @@ def decode_block(block: memoryview, pos: int) -> tuple[list[tuple[bytes, memoryv
                 f"entry at block offset {entry_at} ({non_shared} key bytes, {value_len} value "
                 f"bytes) runs past the entries' end at {limit}"
             )
-        key = key[:shared] + bytes(block[pos:key_end])
+        key = key[:shared] + raw[pos:key_end]
         entries.append((key, block[key_end:value_end]))
         pos = value_end
     return entries, pos

@@ -176,6 +176,15 @@ class Checkpoint:
         """A :class:`TensorSpec` per key (partitioned tensors with their slices), in key order."""
         return self._index.specs()
 
+    def entries(self) -> Iterator[TensorEntry]:
+        """The index entry of every tensor, in key order, each decoded as it is reached.
+
+        Raises:
+            CorruptCheckpointError: when the iteration reaches a damaged entry.
+            UnsupportedInputError: when it reaches an unknown dtype.
+        """
+        return self._index.entries()
+
     def slices(self, key: str) -> tuple[SliceSpec, ...]:
         """The stored slices of ``key`` (empty when it is stored whole).
 
