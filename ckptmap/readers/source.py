@@ -236,8 +236,13 @@ def open_source(path_or_url: str | os.PathLike[str], step: int | None = None) ->
 
             return open_v1(ref)
         return open_found(ref)
-    except MissingInputError:
+    except MissingInputError as err:
+        from ckptmap.readers.tf_v1 import v1_at_url
         from ckptmap.readers.zarr_store import is_zarr_store
+
+        v1 = v1_at_url(err)
+        if v1 is not None:
+            raise v1 from None
 
         array_file = _open_array_file(path_or_url, step)
         if array_file is not None:

@@ -36,6 +36,7 @@ from ckptmap.dtypes import dtype_from_enum
 from ckptmap.errors import (
     CkptmapError,
     CorruptCheckpointError,
+    InputError,
     MissingInputError,
     TensorNotFoundError,
     UnsupportedInputError,
@@ -476,3 +477,32 @@ def _from_field(stored: Any, dtype: DType) -> np.ndarray:
         parts = np.asarray(stored, np.float32 if dtype.name == "complex64" else np.float64)
         return parts.view(target)
     return np.asarray(stored).astype(target)  # int_val widens int8..uint16 and quantized
+
+
+def v1_at_url(err: MissingInputError) -> UnsupportedInputError | None:
+    """For a missing ``<prefix>.index`` at a URL: the error to raise if ``<prefix>`` is V1.
+
+    ckptmap reads V1 checkpoints (one table file per shard, no ``.index``)
+    from local files only. A sharded V1 Saver's name pattern
+    (``-?????-of-NNNNN``), or a file at the prefix itself, marks one; the check
+    is one existence request.
+    """
+    from ckptmap.storage.location import open_parent
+    from ckptmap.storage.urls import is_url
+
+    where = str(err.path)
+    if not is_url(where) or not where.endswith((".index", "/")):
+        return None  # "/": a prefix URL was looked for as a folder too
+    prefix = where.removesuffix(".index").rstrip("/")
+    if not V1_SHARD.search(prefix):
+        try:
+            location, name = open_parent(prefix)
+            if not location.exists(name):
+                return None
+        except InputError:
+            return None
+    return UnsupportedInputError(
+        f"{prefix}: a V1 checkpoint (no .index) at a URL is not supported; ckptmap reads V1"
+        " checkpoints from local files only: download its files (and the checkpoint state"
+        " file) into a folder and pass that folder"
+    )
