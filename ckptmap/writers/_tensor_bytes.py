@@ -126,6 +126,20 @@ class TensorBytes:
             pwrite_all(fd, block, at)
             at += len(block)
 
+    def kernel_runs(self, key: str) -> list[tuple[int, int, int]] | None:
+        """The runs :meth:`copy_into` copies by kernel for ``key``, else ``None``.
+
+        Each run is ``(offset in its data file, offset in the tensor, size)``;
+        a writer can place the tensor so the two offsets agree (see
+        ``writers/safetensors.py``: kernel copies between equal offsets modulo
+        2 MiB are faster).
+        """
+        pieces = self._pieces(key)
+        source = self.source
+        if pieces is None or not can_copy_bytes(source) or not self._kernel_copies(source):
+            return None
+        return [(p.entry.offset, p.offset, p.entry.size) for p in pieces]
+
     # -- as blocks, in order (npz) -----------------------------------------------------
 
     def blocks(self, key: str) -> Iterator[memoryview]:

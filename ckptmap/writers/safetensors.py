@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,10 @@ __all__ = ["DEFAULT_MAX_SHARD_SIZE", "INDEX_SUFFIX", "plan_shards", "write_safet
 DEFAULT_MAX_SHARD_SIZE = 5 * 1000**3  # 5 GB, as Hugging Face's save_pretrained
 INDEX_SUFFIX = ".safetensors.index.json"
 _METADATA = "__metadata__"
+# The page cache keeps big files in folios of up to 2 MiB; a kernel copy whose source and
+# output offsets agree modulo that moves whole folios, ~1.4x faster (bench/README.md).
+_COPY_ALIGN = 2 * 1024 * 1024
+_ALIGN_FROM = 256 * 1024 * 1024  # pad only a file of this many kernel-copied bytes: <= 0.8%
 
 
 def plan_shards(sizes: Mapping[str, int], max_shard_size: int) -> list[list[str]]:
@@ -166,6 +171,7 @@ def _write_file(
 ) -> int:
     """Stage one safetensors file: header first, then each tensor's bytes; its size."""
     head, offsets = header_bytes(source, specs)
+    head = _padded_for_copies(head, offsets, stream)
     sizes = {k: byte_size(s.dtype, s.shape) for k, s in specs.items()}
     total = len(head) + sum(sizes.values())
     path = output.stage_path(name)
@@ -190,3 +196,26 @@ def _write_file(
     finally:
         os.close(fd)
     return total
+
+
+def _padded_for_copies(head: bytes, offsets: Mapping[str, int], stream: TensorBytes) -> bytes:
+    """``head`` padded with spaces so most kernel-copied bytes keep their offset mod 2 MiB.
+
+    A TensorFlow data file holds the tensors back to back in key order, as
+    safetensors does, so one padding usually aligns every copy. The padding
+    keeps the data 8-byte aligned and is at most 2 MiB, added only to files of
+    at least 256 MiB of kernel-copied tensors; the safetensors format allows
+    trailing spaces in the header.
+    """
+    weight: Counter[int] = Counter()
+    for key, offset in offsets.items():
+        for stored_at, tensor_at, size in stream.kernel_runs(key) or ():
+            weight[(stored_at - offset - tensor_at) % _COPY_ALIGN] += size
+    if weight.total() < _ALIGN_FROM:
+        return head
+    want = weight.most_common(1)[0][0]  # the data's start, mod _COPY_ALIGN
+    pad = (want - len(head)) % _COPY_ALIGN
+    if pad % 8:
+        return head  # the stored offsets are not 8-byte aligned: keep the data aligned instead
+    raw = head[HEADER_SIZE:] + b" " * pad
+    return len(raw).to_bytes(HEADER_SIZE, "little") + raw
