@@ -83,13 +83,13 @@ def check_command(ctx: click.Context, /, **_: object) -> None:
           --rule '^model_v2/(.*)$=model/{}' --junit check.xml
       ckptmap check --old ckpt/model.ckpt-100 --new-graph new.meta --json
     """
-    from ckptmap.migration import CheckReport, plan_from
+    from ckptmap.migration import check
     from ckptmap.storage import measure_io
 
     with reported_errors():
         opts = resolve_click(ctx, CheckOptions).options
         with measure_io() as io:
-            report = CheckReport(plan_from(_plan_inputs(opts)))
+            report = check(_plan_inputs(opts))
         if not opts.quiet:
             for note in report.plan.notes:
                 err_console.print(f"note: {note}")

@@ -9,9 +9,11 @@ Each takes the old checkpoint, the new model and the planning options of
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
+from ckptmap.errors import MissingInputError
 from ckptmap.migration.execute import RemapResult, execute
 from ckptmap.migration.inputs import PlanInputs
 from ckptmap.migration.plan import RemapPlan, plan_from
@@ -60,12 +62,48 @@ def check(old: Any, new_graph: Any = None, /, **options: Any) -> CheckReport:
     Returns:
         The report; ``report.ok`` is the verdict.
 
+    Raises:
+        MissingInputError: a data file of a local old checkpoint is missing
+            (checked by a stat: a restore from it would fail).
+
     Example:
         >>> report = check("old_model/", "new/graph.pbtxt")  # doctest: +SKIP
         >>> report.ok  # doctest: +SKIP
         True
     """
-    return CheckReport(plan_from(_inputs(old, new_graph, options)))
+    inputs = _inputs(old, new_graph, options)
+    from ckptmap.readers.source import Source, open_source
+
+    if isinstance(inputs.old, Source):
+        return _checked_data_files(CheckReport(plan_from(inputs)), inputs.old)
+    with open_source(inputs.old, step=inputs.step) as source:
+        report = CheckReport(plan_from(dataclasses.replace(inputs, old=source)))
+        return _checked_data_files(report, source)
+
+
+def _checked_data_files(report: CheckReport, source: Any) -> CheckReport:
+    """Require every data file of a local V2 checkpoint to exist (a stat each, no read).
+
+    A check reads only the index, but a restore reads the data files: one that
+    is missing fails it. At a URL the data files are not looked at.
+
+    Raises:
+        MissingInputError: naming the first missing data file.
+    """
+    from ckptmap.readers.source import can_copy_bytes
+
+    if not can_copy_bytes(source) or not source.location.is_local:
+        return report
+    for shard in range(source.num_shards):
+        path = source.shard_path(shard)
+        if not path.is_file():
+            raise MissingInputError(
+                path,
+                "data file of this checkpoint is missing, so no restore from it can succeed"
+                f" (copy every {path.name.split('.data-')[0]}.data-* file together with the"
+                " .index)",
+            )
+    return report
 
 
 def remap(
