@@ -116,21 +116,26 @@ class RemapPlan:
 
     def summary(self) -> dict[str, int]:
         """Counts for the closing line of a remap."""
-        actions = [t.action for t in self.tensors]
+        actions: dict[str, int] = {}
+        renamed = pieces = assembled = nbytes = 0
+        for t in self.tensors:  # one pass over the tensors (was five)
+            action = t.action
+            actions[action] = actions.get(action, 0) + 1
+            renamed += t.renamed
+            for p in t.pieces:
+                pieces += 1
+                assembled += p.method is Method.ASSEMBLE
+                nbytes += p.nbytes
         return {
             "tensors": len(self.tensors),
-            "renamed": sum(t.renamed for t in self.tensors),
-            "split": actions.count("split"),
-            "merged": actions.count("merge"),
-            "repartitioned": actions.count("repartition"),
-            "transposed": actions.count("transpose"),
-            "pieces_copied_as_bytes": sum(
-                p.method is not Method.ASSEMBLE for t in self.tensors for p in t.pieces
-            ),
-            "pieces_assembled": sum(
-                p.method is Method.ASSEMBLE for t in self.tensors for p in t.pieces
-            ),
-            "bytes": sum(t.nbytes for t in (*self.tensors, *self.filled)),
+            "renamed": renamed,
+            "split": actions.get("split", 0),
+            "merged": actions.get("merge", 0),
+            "repartitioned": actions.get("repartition", 0),
+            "transposed": actions.get("transpose", 0),
+            "pieces_copied_as_bytes": pieces - assembled,
+            "pieces_assembled": assembled,
+            "bytes": nbytes + sum(t.nbytes for t in self.filled),
             "old_keys_dropped": len(self.unused_old),
             "missing": len(self.unfilled),
             "filled": len(self.filled),
