@@ -1,4 +1,4 @@
-"""``InspectReport.to_json_text`` is exactly ``json.dumps(report.to_json())`` (the CLI prints it)."""
+"""``InspectReport.to_json_text`` equals ``json.dumps(report.to_json())`` (the CLI prints it)."""
 
 from __future__ import annotations
 

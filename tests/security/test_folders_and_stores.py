@@ -222,6 +222,7 @@ def test_a_manifest_naming_a_node_outside_the_store_is_refused(
 def test_tensorstore_still_rejects_dot_dot_in_a_file_path(store: Path) -> None:
     """The second line of defence: tensorstore's file driver refuses ``..`` (pinned)."""
     import tensorstore as ts
+
     spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{store}/../outside/"}}
     with pytest.raises(ValueError, match="Invalid file path"):
         ts.open(spec, open=True, read=True).result()
