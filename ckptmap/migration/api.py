@@ -89,20 +89,25 @@ def _checked_data_files(report: CheckReport, source: Any) -> CheckReport:
 
     Raises:
         MissingInputError: naming the first missing data file.
+        UnsupportedInputError: naming the first data file that is no regular file
+            (a FIFO, socket, device, dangling link or link out of the folder).
     """
     from ckptmap.readers.source import can_copy_bytes
+    from ckptmap.storage.input_files import resolved_input
 
     if not can_copy_bytes(source) or not source.location.is_local:
         return report
     for shard in range(source.num_shards):
         path = source.shard_path(shard)
-        if not path.is_file():
+        try:  # lstat, no open: a FIFO, device or link out is refused by name
+            resolved_input(path, path.parent)
+        except MissingInputError:
             raise MissingInputError(
                 path,
                 "data file of this checkpoint is missing, so no restore from it can succeed"
                 f" (copy every {path.name.split('.data-')[0]}.data-* file together with the"
                 " .index)",
-            )
+            ) from None
     return report
 
 
