@@ -78,14 +78,15 @@ def scope_pairs(matches: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
     corr[""].add("")
     seen: set[str] = {""}
     for new, old in matches:
-        if _base(new) == old:  # the same name: every scope above it to itself
+        base = _base(new)
+        if base == old:  # the same name: every scope above it to itself
             scope = old.rpartition("/")[0]
             while scope not in seen:
                 seen.add(scope)
                 corr[scope].add(scope)
                 scope = scope.rpartition("/")[0]
             continue
-        n, o = _base(new).split("/"), old.split("/")
+        n, o = base.split("/"), old.split("/")
         common = 0
         while common < min(len(n), len(o)) and n[-1 - common] == o[-1 - common]:
             common += 1
@@ -123,7 +124,7 @@ def find_structure(
     """
     out = Structure()
     corr = scope_pairs(matches.items())
-    old_scopes = {"/".join(t[:i]) for t in (k.split("/") for k in old_sigs) for i in range(len(t))}
+    old_scopes = _scopes(old_sigs)
     for key in unresolved:  # a scope both models have corresponds to itself
         terms = _base(key).split("/")
         for i in range(1, len(terms)):
@@ -201,6 +202,17 @@ def find_structure(
         if not progress and not retry:
             break
     return out
+
+
+def _scopes(keys: Iterable[str]) -> set[str]:
+    """Every scope above a key (``""`` included), walking up until a known one."""
+    scopes = {""}
+    for key in keys:
+        scope = key.rpartition("/")[0]
+        while scope not in scopes:  # the set holds every scope above each of its scopes
+            scopes.add(scope)
+            scope = scope.rpartition("/")[0]
+    return scopes
 
 
 def _old_index(

@@ -39,6 +39,7 @@ __all__ = [
     "get_full_prefix",
     "guess_name",
     "layer_number",
+    "may_be_dense",
     "node_name",
     "normalize_name",
     "parse_dense",
@@ -108,7 +109,8 @@ def dedupe_scopes(name: str) -> str:
     'ffm/tower/dense_1/kernel'
     """
     cleaned = node_name(name)
-    if len(set(cleaned.split("/"))) == cleaned.count("/") + 1:
+    given = cleaned.split("/")
+    if len(set(given)) == len(given):
         return cleaned  # no term repeats
     while True:
         terms: list[str] = []
@@ -129,6 +131,8 @@ def strip_partition(name: str) -> str:
     >>> strip_partition("partition/part_3:0")
     'partition:0'
     """
+    if "/part_" not in name:
+        return name  # nothing to remove (the common case, checked cheaply)
     return _PART_SEGMENT.sub("", name)
 
 
@@ -257,12 +261,24 @@ class DenseName:
         return self.local + self.suffix
 
 
+def may_be_dense(name: str) -> bool:
+    """Whether :func:`parse_dense` could accept ``name``, or its :func:`normalize_name`.
+
+    The pattern needs ``/bias``, ``/kernel`` or ``/trainable_kernel_norm``;
+    normalising only removes text (an output suffix, ``/part_N`` terms, repeated
+    terms), which never creates one of them.
+    """
+    return "/bias" in name or "/kernel" in name or "/trainable_kernel_norm" in name
+
+
 def parse_dense(name: str) -> DenseName | None:
     """Parse ``name`` as a dense-layer variable, or return ``None``.
 
     >>> parse_dense("ffm/tower/dense_1/kernel/Adam")
     DenseName(prefix='ffm/tower', layer='dense_1', local='kernel', suffix='/Adam')
     """
+    if not may_be_dense(name):
+        return None
     matched = _DENSE.match(name)
     if matched is None:
         return None
