@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ckptmap._fast_new import fast_constructor
 from ckptmap.errors import InputError, MissingInputError, UsageError
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.graph import restored_beside
@@ -115,6 +116,9 @@ class TensorInfo:
     restored_into: str | None = None
     names: KeyNames | None = None
     user_name: str | None = None
+
+
+_make_info = fast_constructor(TensorInfo)  # the same infos, built faster
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +470,7 @@ def _describe_all(
         size = sizes[entry.shard_id]
         if size is not None and entry.offset + entry.size > size:
             ckpt.check_entry(entry)  # raises, naming the tensor
-        add(TensorInfo(key, entry.dtype.name, entry.shape, entry.size, entry.shard_id))
+        add(_make_info(key, entry.dtype.name, entry.shape, entry.size, entry.shard_id))
     return tuple(infos)
 
 

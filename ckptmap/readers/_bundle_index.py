@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from ckptmap._fast_new import fast_constructor
 from ckptmap.dtypes import REF_OFFSET, DType, dtype_from_enum
 from ckptmap.errors import (
     CkptmapError,
@@ -39,7 +40,7 @@ from ckptmap.formats.table import BUNDLE_VERSION
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._limits import MAX_RANK as NUMPY_MAX_RANK
 from ckptmap.readers._table import Table
-from ckptmap.spec import TensorSpec
+from ckptmap.spec import TensorSpec, make_tensor_spec
 from ckptmap.split import SliceSpec, check_tiling
 
 HEADER_KEY = b""  # §4: the header is stored under the empty key
@@ -83,6 +84,9 @@ class TensorEntry:
     def is_sliced(self) -> bool:
         """True for the full entry of a partitioned tensor (its data are in slices)."""
         return bool(self.slices)
+
+
+_make_entry = fast_constructor(TensorEntry)  # the same entries, built faster
 
 
 def _raw(key: str) -> bytes:
@@ -210,7 +214,7 @@ class BundleIndex:
     def specs(self) -> dict[str, TensorSpec]:
         """A :class:`TensorSpec` per key (partitioned tensors with their slices), in key order."""
         return {
-            key: TensorSpec(key, entry.dtype, entry.shape, entry.slices)
+            key: make_tensor_spec(key, entry.dtype, entry.shape, entry.slices)
             for key, entry in zip(self.keys, self.entries(), strict=True)
         }
 
@@ -258,7 +262,7 @@ class BundleIndex:
             plain_size = -1 if dtype.is_string else entry.num_elements * dtype.itemsize
             self._kinds[(enum, shape_raw)] = (dtype, entry.shape, plain_size)
             return entry
-        entry = TensorEntry(key, kind[0], kind[1], shard_id, offset, size, crc32c)
+        entry = _make_entry(key, kind[0], kind[1], shard_id, offset, size, crc32c)
         # shard_id, offset and size are unsigned here (varints below 2**63)
         if shard_id >= self.num_shards or size != kind[2]:
             # not plainly valid: the full check says what is wrong, if anything

@@ -31,7 +31,13 @@ from typing import Any
 from ckptmap.dtypes import DType, dtype_from_name
 from ckptmap.errors import CkptmapError, GraphError, MissingInputError, UnsupportedInputError
 from ckptmap.readers._limits import check_shape
-from ckptmap.spec import GraphVariable, ModelSpec, TensorSpec
+from ckptmap.spec import (
+    GraphVariable,
+    ModelSpec,
+    TensorSpec,
+    make_graph_variable,
+    make_tensor_spec,
+)
 from ckptmap.split import PartitionError, SliceSpec, SliceSpecError, check_tiling
 from ckptmap.storage.input_files import open_input
 
@@ -201,7 +207,7 @@ def model_spec_from_keys(
         flag = trainable.get(spec.key, not is_step)
         if not spec.slices:
             variables.append(
-                GraphVariable(spec.key, spec.key, spec.dtype, spec.shape, None, flag, is_step)
+                make_graph_variable(spec.key, spec.key, spec.dtype, spec.shape, None, flag, is_step)
             )
             continue
         variables.extend(
@@ -252,7 +258,7 @@ class _PlainEntries:
         shape = self._shape(tuple(value))
         if shape is None:
             return None
-        return TensorSpec(name, dtype, shape), flag
+        return make_tensor_spec(name, dtype, shape), flag
 
     def _dtype(self, name: object) -> DType | None:
         if type(name) is not str:
