@@ -60,6 +60,7 @@ class KvLocation(Location):
         self.url = url if url.endswith("/") else url + "/"
         self.spec = store_spec(self.url)  # the store settings in force (endpoint, credentials)
         self._store: tensorstore.KvStore | None = None
+        self._root: tensorstore.KvStore | None = None  # the bucket's, for listings
 
     def __repr__(self) -> str:
         return f"KvLocation({self.url!r})"
@@ -158,21 +159,40 @@ class KvLocation(Location):
         return value
 
     def list(self, prefix: str = "") -> list[str] | None:
+        """The names under this folder starting with ``prefix``; ``None`` if the store cannot list.
+
+        An object store's listing goes through the bucket's root with the
+        folder's path as part of the range, and every name returned is checked
+        against it: some servers (the GCS emulator) ignore the end of a
+        listing's range, and tensorstore cuts a folder's path off each name by
+        its length alone, which would turn another folder's objects into
+        names here (``labels/index`` listed under ``k0/`` as ``els/index``).
+        """
         import tensorstore as ts
 
+        base = self.spec.get("path", "") if self.spec["driver"] in _OBJECT_STORES else ""
+        store = self.store if not base else self._bucket_root()
+        wanted = base + prefix
         try:
-            if prefix:
-                keys = self.store.list(ts.KvStore.KeyRange(prefix, _prefix_end(prefix))).result()
+            if wanted:
+                keys = store.list(ts.KvStore.KeyRange(wanted, _prefix_end(wanted))).result()
             else:
-                keys = self.store.list().result()
+                keys = store.list().result()
         except NotImplementedError:
             return None
         except ValueError as err:
             raise translate_error(err, self.where(prefix)) from None
         count_io(read=0)
         names = (k.decode("utf-8", "surrogateescape") for k in keys)
-        # filtered here too: some servers (the GCS emulator) ignore the listing's key range
-        return sorted(n for n in names if n.startswith(prefix))
+        return sorted(n[len(base) :] for n in names if n.startswith(wanted))
+
+    def _bucket_root(self) -> tensorstore.KvStore:
+        if self._root is None:
+            try:
+                self._root = open_kvstore({**self.spec, "path": ""})
+            except ValueError as err:
+                raise translate_error(err, self.url) from None
+        return self._root
 
     def write(self, name: str, data: bytes | memoryview) -> None:
         self.start_write(name, bytes(data)).result()
@@ -273,6 +293,9 @@ def _coalesce(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int, list[in
                 continue
         groups.append((offset, offset + length, [number]))
     return groups
+
+
+_OBJECT_STORES = frozenset({"gcs", "s3"})  # flat namespaces: a folder is a name prefix
 
 
 def _prefix_end(prefix: str) -> str:

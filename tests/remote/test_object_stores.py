@@ -139,3 +139,15 @@ def test_a_killed_uploads_leftovers_go_with_the_next_write(bucket_url: str) -> N
     assert leftover not in names
     assert not [n for n in names if n.startswith(".ckptmap-staging-")]
     assert "model.ckpt-100.index" in names
+
+
+def test_a_folder_lists_only_its_own_objects(bucket_url: str) -> None:
+    """Sibling folders that sort after it (the GCS emulator ignores a range's end) stay out."""
+    bucket = KvLocation(f"{bucket_url}/")
+    for name in ("k0/a", "k0/b/c", "k0x/d", "labels/index", "labels/model.ckpt-1.index"):
+        bucket.write(name, name.encode())
+    assert KvLocation(f"{bucket_url}/k0/").list() == ["a", "b/c"]
+    assert KvLocation(f"{bucket_url}/k0/").list("b") == ["b/c"]
+    assert KvLocation(f"{bucket_url}/empty/").list() == []
+    assert KvLocation(f"{bucket_url}/labels/").list("model") == ["model.ckpt-1.index"]
+    assert bucket.list("k0") == ["k0/a", "k0/b/c", "k0x/d"]

@@ -180,7 +180,7 @@ def _visible(url: str) -> dict[str, bytes]:
 @pytest.mark.slow
 @pytest.mark.parametrize("old", [False, True], ids=["empty", "over-an-old-checkpoint"])
 def test_kill_a_remap_into_a_bucket_at_every_step(
-    s3_bucket: str, tmp_path: Path, local_tmp: Path, old: bool
+    bucket_url: str, tmp_path: Path, local_tmp: Path, old: bool
 ) -> None:
     """Before the index: no new checkpoint (the old one whole); the next run cleans up.
 
@@ -188,7 +188,7 @@ def test_kill_a_remap_into_a_bucket_at_every_step(
     and ``--force`` keeps the old index until the new one replaces it.
     """
     env = {"TMPDIR": str(local_tmp)}
-    base = f"s3://{s3_bucket}"
+    base = bucket_url  # s3:// on moto, gs:// on the GCS emulator
     reference_dir = tmp_path / "reference"
     assert run(*remap_args(f"{reference_dir}/"), "--shards", "3").exit_code == 0
     reference = {k: v for k, v in files(reference_dir).items() if k != "checkpoint"}
