@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from ckptmap._fast_new import fast_constructor
 from ckptmap.dtypes import DType
@@ -106,8 +107,12 @@ class ModelSpec:
         source: str = "",
     ) -> ModelSpec:
         """Build a spec, sorting keys (as unsigned bytes, like TF) and variables by name."""
-        key_list = sorted(keys, key=lambda k: k.key.encode("utf-8", "surrogateescape"))
-        var_list = sorted(variables, key=lambda v: v.name)
+        key_list = list(keys)
+        if all(k.key.isascii() for k in key_list):  # then the bytes sort as the text does
+            key_list.sort(key=attrgetter("key"))
+        else:  # a surrogate escape (a byte of invalid UTF-8) sorts as that byte
+            key_list.sort(key=lambda k: k.key.encode("utf-8", "surrogateescape"))
+        var_list = sorted(variables, key=attrgetter("name"))
         return cls(
             keys={k.key: k for k in key_list},
             variables={v.name: v for v in var_list},

@@ -258,13 +258,16 @@ class _PlainEntries:
             return None
         if flag is not None and type(flag) is not bool:
             return None
-        dtype = self._dtype(entry.get("dtype"))
-        if dtype is None or not all(type(d) is int for d in value):
-            return None  # a bool is no dimension (True == 1 as a dict key)
-        shape = self._shape(tuple(value))
-        if shape is None:
+        dtype_name = entry.get("dtype")
+        dtype = self._dtypes.get(dtype_name) if type(dtype_name) is str else None
+        if dtype is None and (dtype := self._dtype(dtype_name)) is None:
             return None
-        return make_tensor_spec(name, dtype, shape), flag
+        if not all(type(d) is int for d in value):
+            return None  # a bool is no dimension (True == 1 as a dict key)
+        shape = tuple(value)
+        if (known := self._shapes.get(shape)) is None and (known := self._shape(shape)) is None:
+            return None
+        return make_tensor_spec(name, dtype, known), flag
 
     def _dtype(self, name: object) -> DType | None:
         if type(name) is not str:
