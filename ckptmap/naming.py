@@ -74,6 +74,21 @@ def _node_name_once(name: str) -> str:
     return name
 
 
+def _is_node_name(name: str) -> bool:
+    """Whether :func:`node_name` leaves ``name`` as it is."""
+    return (
+        ":" not in name
+        and name[:1] not in "^ \t\n"
+        and name[-1:] not in "/ \t\n"
+        and name.strip() == name
+    )
+
+
+def _repeats_a_term(name: str) -> bool:
+    terms = name.split("/")
+    return len(set(terms)) != len(terms)
+
+
 def node_name(name: str) -> str:
     """The graph node name of a tensor or control-input name.
 
@@ -86,13 +101,8 @@ def node_name(name: str) -> str:
     >>> node_name("emb/part_0:12/")
     'emb/part_0'
     """
-    if (
-        ":" not in name
-        and name[:1] not in "^ \t\n"
-        and name[-1:] not in "/ \t\n"
-        and name.strip() == name
-    ):
-        return name  # already a node name (the common case, checked cheaply)
+    if _is_node_name(name):
+        return name  # the common case, checked cheaply
     while True:
         cleaned = _node_name_once(name)
         if cleaned == name:
@@ -109,9 +119,8 @@ def dedupe_scopes(name: str) -> str:
     'ffm/tower/dense_1/kernel'
     """
     cleaned = node_name(name)
-    given = cleaned.split("/")
-    if len(set(given)) == len(given):
-        return cleaned  # no term repeats
+    if not _repeats_a_term(cleaned):
+        return cleaned
     while True:
         terms: list[str] = []
         seen: set[str] = set()
@@ -138,16 +147,8 @@ def strip_partition(name: str) -> str:
 
 def normalize_name(name: str) -> str:
     """:func:`node_name`, then :func:`strip_partition`, then :func:`dedupe_scopes`."""
-    if (  # the common case, checked in one go: none of the three changes anything
-        ":" not in name
-        and "/part_" not in name
-        and name[:1] not in "^ \t\n"
-        and name[-1:] not in "/ \t\n"
-        and name.strip() == name
-    ):
-        terms = name.split("/")
-        if len(set(terms)) == len(terms):
-            return name
+    if _is_node_name(name) and "/part_" not in name and not _repeats_a_term(name):
+        return name  # none of the three changes it (the common case, checked cheaply)
     return _normalize_changed(name)
 
 

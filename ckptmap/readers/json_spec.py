@@ -259,36 +259,33 @@ class _PlainEntries:
         if flag is not None and type(flag) is not bool:
             return None
         dtype_name = entry.get("dtype")
-        dtype = self._dtypes.get(dtype_name) if type(dtype_name) is str else None
-        if dtype is None and (dtype := self._dtype(dtype_name)) is None:
+        if type(dtype_name) is not str:
             return None
-        if not all(type(d) is int for d in value):
+        dtype = self._dtypes.get(dtype_name) or self._new_dtype(dtype_name)
+        if dtype is None or not all(type(d) is int for d in value):
             return None  # a bool is no dimension (True == 1 as a dict key)
         shape = tuple(value)
-        if (known := self._shapes.get(shape)) is None and (known := self._shape(shape)) is None:
+        known = self._shapes.get(shape)  # () is a known shape too: compared with None
+        if known is None and (known := self._new_shape(shape)) is None:
             return None
         return make_tensor_spec(name, dtype, known), flag
 
-    def _dtype(self, name: object) -> DType | None:
-        if type(name) is not str:
+    def _new_dtype(self, name: str) -> DType | None:
+        """A dtype name not seen yet: checked, and remembered if valid."""
+        try:
+            dtype = self._dtypes[name] = dtype_from_name(name)
+        except CkptmapError:
             return None
-        dtype = self._dtypes.get(name)
-        if dtype is None:
-            try:
-                dtype = self._dtypes[name] = dtype_from_name(name)
-            except CkptmapError:
-                return None
         return dtype
 
-    def _shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        known = self._shapes.get(shape)
-        if known is None:
-            try:
-                check_shape(shape, "")  # also refuses negative dimensions
-            except CkptmapError:
-                return None
-            known = self._shapes[shape] = shape
-        return known
+    def _new_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """A shape not seen yet: checked, and remembered if valid."""
+        try:
+            check_shape(shape, "")  # also refuses negative dimensions
+        except CkptmapError:
+            return None
+        self._shapes[shape] = shape
+        return shape
 
 
 def _read_entry(entry: object, where: str) -> tuple[TensorSpec, bool | None]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import (
     CkptmapError,
@@ -69,11 +69,14 @@ class KvLocation(Location):
     def store(self) -> tensorstore.KvStore:
         """The open kvstore (opened on first use)."""
         if self._store is None:
-            try:
-                self._store = open_kvstore(self.spec)
-            except ValueError as err:
-                raise translate_error(err, self.url) from None
+            self._store = self._open(self.spec)
         return self._store
+
+    def _open(self, spec: dict[str, Any]) -> tensorstore.KvStore:
+        try:
+            return open_kvstore(spec)
+        except ValueError as err:
+            raise translate_error(err, self.url) from None
 
     def where(self, name: str) -> str:
         return self.url + name
@@ -188,10 +191,7 @@ class KvLocation(Location):
 
     def _bucket_root(self) -> tensorstore.KvStore:
         if self._root is None:
-            try:
-                self._root = open_kvstore({**self.spec, "path": ""})
-            except ValueError as err:
-                raise translate_error(err, self.url) from None
+            self._root = self._open({**self.spec, "path": ""})
         return self._root
 
     def write(self, name: str, data: bytes | memoryview) -> None:
