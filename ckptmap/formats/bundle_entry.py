@@ -9,18 +9,33 @@ protobuf parse; it answers ``None`` for anything else (slices, a field out of
 order or repeated, an unknown field, a 10-byte varint, a truncation), which
 the caller then parses with protobuf. For the entries it accepts, the values
 are the ones protobuf would give: no field repeats (so nothing merges), every
-value fits its field's type, and the shape is the raw bytes of field 2,
-decoded by the caller.
+value fits its field's type, and the shape is the raw bytes of field 2.
+:func:`plain_shape_dims` reads those bytes when they are a ``TensorShapeProto``
+as TensorFlow writes it: one ``dim`` (field 2) per dimension, holding only its
+``size`` (field 1, left out when 0); ``None`` for anything else (a dimension
+name, ``unknown_rank``, a negative size), which protobuf then decides.
+:func:`plain_sliced_entry` reads the entry of a partitioned tensor as
+TensorFlow writes it: ``dtype``, ``shape``, then one ``slices`` message per
+stored slice, each an ``extent`` (field 1) per dimension holding ``start``
+(1, left out when 0) and ``length`` (2, the ``has_length`` oneof).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["PlainEntry", "plain_entry_fields"]
+__all__ = [
+    "PlainEntry",
+    "PlainExtents",
+    "plain_entry_fields",
+    "plain_shape_dims",
+    "plain_sliced_entry",
+]
 
 # dtype, shape (raw TensorShapeProto bytes), shard_id, offset, size, crc32c (masked)
 PlainEntry = tuple[int, bytes, int, int, int, int]
+# one slice: (start, length) per dimension, length -1 where the extent has none
+PlainExtents = tuple[tuple[int, int], ...]
 
 _CRC_TAG = 0x35  # field 6, wire type 5 (fixed32)
 _SHAPE_FIELD = 2  # wire type 2 (length-delimited); fields 1, 3, 4, 5 are varints (wire type 0)
@@ -129,3 +144,116 @@ def plain_entry_fields(data: bytes) -> PlainEntry | None:
         else:
             values[field - 1] = value
     return values[0], shape, values[2], values[3], values[4], values[5]
+
+
+def plain_shape_dims(data: bytes) -> tuple[int, ...] | None:
+    """The dimensions of a ``TensorShapeProto`` in TensorFlow's layout, or ``None``.
+
+    Example:
+        >>> plain_shape_dims(bytes.fromhex("12020804 1200 12030880 01"))
+        (4, 0, 128)
+        >>> plain_shape_dims(b"")  # a scalar
+        ()
+        >>> plain_shape_dims(bytes.fromhex("1801")) is None  # unknown_rank: left to protobuf
+        True
+    """
+    dims = []
+    pos, n = 0, len(data)
+    while pos < n:
+        if data[pos] != 0x12 or pos + 1 >= n:
+            return None
+        length = data[pos + 1]
+        end = pos + 2 + length
+        if length == 0:
+            dims.append(0)
+        elif (
+            # a tag, then one varint of at most 9 bytes filling the dim (sizes below 2**63)
+            not 2 <= length <= 10
+            or end > n
+            or data[pos + 2] != 0x08
+            or data[end - 1] >= 0x80
+            or any(b < 0x80 for b in data[pos + 3 : end - 1])
+        ):
+            return None
+        else:
+            dims.append(_varint(data[pos + 3 : end]))
+        pos = end
+    return tuple(dims)
+
+
+def _field(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int] | None:
+    """The varint of field ``tag`` at ``pos`` (at most 9 bytes) and the position after it.
+
+    ``None`` if another tag is there, or the varint is cut by ``end`` or too long.
+    """
+    if pos >= end or data[pos] != tag:
+        return None
+    start = pos + 1
+    pos = start
+    while pos < end and data[pos] >= 0x80:
+        pos += 1
+    if pos >= end or pos - start >= 9:
+        return None
+    return _varint(data[start : pos + 1]), pos + 1
+
+
+def _extents(data: bytes, pos: int, end: int) -> PlainExtents | None:
+    """The extents of the ``TensorSliceProto`` in ``data[pos:end]``, or ``None``."""
+    extents = []
+    while pos < end:
+        if data[pos] != 0x0A or pos + 1 >= end or data[pos + 1] >= 0x80:
+            return None
+        stop = pos + 2 + data[pos + 1]
+        if stop > end:
+            return None
+        pos += 2
+        start = length = None
+        if pos < stop and data[pos] == 0x08:
+            start = _field(data, pos, stop, 0x08)
+            if start is None:
+                return None
+            pos = start[1]
+        if pos < stop:
+            length = _field(data, pos, stop, 0x10)
+            if length is None or length[1] != stop:
+                return None
+            pos = stop
+        extents.append((0 if start is None else start[0], -1 if length is None else length[0]))
+    return tuple(extents)
+
+
+def plain_sliced_entry(data: bytes) -> tuple[int, bytes, tuple[PlainExtents, ...]] | None:
+    """The dtype, raw shape and slices of a partitioned tensor's entry, or ``None``.
+
+    ``None`` for any other layout (a field out of order or repeated, any data
+    field, a length of 128 bytes or more, a truncation): protobuf decides.
+
+    Example:
+        >>> plain_sliced_entry(bytes.fromhex("0801 1204 12020804 3a04 0a021002 3a06 0a0408021002"))
+        (1, b'\\x12\\x02\\x08\\x04', (((0, 2),), ((2, 2),)))
+    """
+    n = len(data)
+    dtype = _field(data, 0, n, 0x08)
+    if dtype is None or dtype[0] >= _INT32_LIMIT:
+        return None
+    pos = dtype[1]
+    if pos + 1 >= n or data[pos] != 0x12 or data[pos + 1] >= 0x80:
+        return None
+    shape_end = pos + 2 + data[pos + 1]
+    shape = data[pos + 2 : shape_end]
+    pos = shape_end
+    slices = []
+    while pos < n:
+        if data[pos] != 0x3A or pos + 1 >= n or data[pos + 1] >= 0x80:
+            return None
+        end = pos + 2 + data[pos + 1]
+        if end > n:
+            return None
+        extents = _extents(data, pos + 2, end)
+        if extents is None:
+            return None
+        slices.append(extents)
+        pos = end
+    if not slices or shape_end > n:
+        return None
+    return dtype[0], shape, tuple(slices)

@@ -14,8 +14,7 @@ import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from google.protobuf.message import DecodeError
+from typing import TYPE_CHECKING, NamedTuple
 
 from ckptmap._fast_new import fast_constructor
 from ckptmap.dtypes import REF_OFFSET, DType, dtype_from_enum
@@ -27,7 +26,14 @@ from ckptmap.errors import (
     TensorNotFoundError,
     UnsupportedInputError,
 )
-from ckptmap.formats.bundle_entry import plain_entry_fields
+from ckptmap.formats.bundle_entry import (
+    PlainEntry,
+    PlainExtents,
+    plain_entry_fields,
+    plain_shape_dims,
+    plain_sliced_entry,
+)
+from ckptmap.formats.bundle_header import plain_header_fields
 from ckptmap.formats.slice_key import (
     encode_slice_key,
     is_slice_key,
@@ -37,17 +43,29 @@ from ckptmap.formats.slice_key import (
 )
 from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
 from ckptmap.formats.table import BUNDLE_VERSION
-from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._limits import MAX_RANK as NUMPY_MAX_RANK
 from ckptmap.readers._table import Table
 from ckptmap.spec import TensorSpec, make_tensor_spec
 from ckptmap.split import SliceSpec, check_tiling
+
+if TYPE_CHECKING:
+    from ckptmap.proto import ckptmap_tf_pb2
 
 HEADER_KEY = b""  # §4: the header is stored under the empty key
 MAX_SHARDS = 99_999  # shard numbers are written with 5 digits (§1.1)
 MAX_RANK = 254  # TensorShape::MaxDimensions()
 BIG_ENDIAN = 1  # BundleHeaderProto.Endianness.BIG (§4.1)
 FIX_INDEX = "the index is corrupt; copy the checkpoint again from its source"
+
+
+class _Header(NamedTuple):
+    """The fields of the bundle header that the reader uses (§4.1)."""
+
+    num_shards: int
+    endianness: int
+    producer: int
+    min_consumer: int
+    bad_consumers: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,40 +144,54 @@ class BundleIndex:
 
     # -- the header (§4.1) ---------------------------------------------------------
 
-    def _decode_header(self, table: Table) -> ckptmap_tf_pb2.BundleHeaderProto:
+    def _decode_header(self, table: Table) -> _Header:
         if not table.keys or table.keys[0] != HEADER_KEY:
             raise CorruptCheckpointError(
                 self.where,
                 f"the index has no header entry (the first key is not empty; {FIX_INDEX})",
             )
-        try:
-            header: ckptmap_tf_pb2.BundleHeaderProto = ckptmap_tf_pb2.BundleHeaderProto.FromString(
-                table.values[0]
-            )
-        except DecodeError as err:
-            raise CorruptCheckpointError(
-                self.where, f"the bundle header cannot be decoded ({err}; {FIX_INDEX})"
-            ) from err
+        plain = plain_header_fields(bytes(table.values[0]))
+        header = self._decode_header_proto(table) if plain is None else _Header(*plain, 0, ())
         if not 1 <= header.num_shards <= MAX_SHARDS:
             raise self.corrupt(f"the header's shard count {header.num_shards} is out of range")
         if header.endianness not in (0, BIG_ENDIAN):
             raise self.corrupt(f"the header's endianness {header.endianness} is unknown")
-        version = header.version
-        if version.producer < 0:
-            raise self.corrupt(f"the header's producer version {version.producer} is negative")
-        if version.min_consumer > BUNDLE_VERSION:
+        if header.producer < 0:
+            raise self.corrupt(f"the header's producer version {header.producer} is negative")
+        if header.min_consumer > BUNDLE_VERSION:
             raise UnsupportedInputError(
                 f"{self.where}: the checkpoint needs bundle format version "
-                f"{version.min_consumer} or later, newer than {BUNDLE_VERSION} which ckptmap reads "
+                f"{header.min_consumer} or later, newer than {BUNDLE_VERSION} which ckptmap reads "
                 "(re-save it with the TensorFlow version that trains the new model)"
             )
-        if BUNDLE_VERSION in version.bad_consumers:
+        if BUNDLE_VERSION in header.bad_consumers:
             raise UnsupportedInputError(
                 f"{self.where}: the checkpoint says readers of bundle format version "
                 f"{BUNDLE_VERSION}, like ckptmap, must not read it (re-save it with the "
                 "TensorFlow version that trains the new model)"
             )
         return header
+
+    def _decode_header_proto(self, table: Table) -> _Header:
+        """The header as protobuf decodes it (any layout TensorFlow does not write)."""
+        from google.protobuf.message import DecodeError
+
+        from ckptmap.proto import ckptmap_tf_pb2
+
+        try:
+            proto = ckptmap_tf_pb2.BundleHeaderProto.FromString(table.values[0])
+        except DecodeError as err:
+            raise CorruptCheckpointError(
+                self.where, f"the bundle header cannot be decoded ({err}; {FIX_INDEX})"
+            ) from err
+        version = proto.version
+        return _Header(
+            proto.num_shards,
+            proto.endianness,
+            version.producer,
+            version.min_consumer,
+            tuple(version.bad_consumers),
+        )
 
     def _check_slice_owners(self, table: Table) -> None:
         """Require every stored slice to belong to a tensor of the index (§6.4).
@@ -251,13 +283,16 @@ class BundleIndex:
         """Decode the entry ``value`` of ``raw`` (``key``: ``raw`` decoded, when known)."""
         if key is None:
             key = raw.decode("utf-8", "surrogateescape")
-        fields = plain_entry_fields(bytes(value))
-        if fields is None:  # slices, or a layout TensorFlow does not write: protobuf decides
-            return self._decode_proto(key, value, where or f"tensor {key_label(raw)!r}")
+        data = bytes(value)
+        fields = plain_entry_fields(data)
+        if fields is None:  # slices, or a layout TensorFlow does not write
+            return self._decode_sliced(key, data, where or f"tensor {key_label(raw)!r}")
         enum, shape_raw, shard_id, offset, size, crc32c = fields
         kind = self._kinds.get((enum, shape_raw))
         if kind is None:  # the first entry of this dtype and shape: checked in full
-            entry = self._decode_proto(key, value, where or f"tensor {key_label(raw)!r}")
+            entry = self._decode_first_of_kind(
+                key, data, fields, where or f"tensor {key_label(raw)!r}"
+            )
             dtype = entry.dtype
             plain_size = -1 if dtype.is_string else entry.num_elements * dtype.itemsize
             self._kinds[(enum, shape_raw)] = (dtype, entry.shape, plain_size)
@@ -269,17 +304,43 @@ class BundleIndex:
             self._check_data_entry(entry, where or f"tensor {key_label(raw)!r}")
         return entry
 
-    def _decode_proto(self, key: str, value: memoryview, where: str) -> TensorEntry:
+    def _decode_first_of_kind(
+        self, key: str, data: bytes, fields: PlainEntry, where: str
+    ) -> TensorEntry:
+        """An entry of TensorFlow's layout, checked in full as :meth:`_decode_proto` does."""
+        enum, shape_raw, shard_id, offset, size, crc32c = fields
+        dims = plain_shape_dims(shape_raw)
+        if dims is None:  # a shape in a layout TensorFlow does not write: protobuf decides
+            return self._decode_proto(key, data, where)
+        dtype = self._checked_dtype(enum, where)
+        shape = self._checked_shape(dims, where)
+        entry = TensorEntry(key, dtype, shape, shard_id, offset, size, crc32c, ())
+        self._check_data_entry(entry, where)
+        return entry
+
+    def _decode_sliced(self, key: str, data: bytes, where: str) -> TensorEntry:
+        """A partitioned tensor's entry in TensorFlow's layout (as :meth:`_decode_proto` would)."""
+        plain = plain_sliced_entry(data)
+        dims = None if plain is None else plain_shape_dims(plain[1])
+        if plain is None or dims is None:  # a layout TensorFlow does not write: protobuf decides
+            return self._decode_proto(key, data, where)
+        dtype = self._checked_dtype(plain[0], where)
+        shape = self._checked_shape(dims, where)
+        slices = tuple(self._slice(extents, shape, where) for extents in plain[2])
+        if not shape:
+            raise self.corrupt(f"{where} is a scalar but has slices")
+        return TensorEntry(key, dtype, shape, 0, 0, 0, 0, slices)
+
+    def _decode_proto(self, key: str, value: bytes, where: str) -> TensorEntry:
+        from google.protobuf.message import DecodeError
+
+        from ckptmap.proto import ckptmap_tf_pb2
+
         try:
             proto = ckptmap_tf_pb2.BundleEntryProto.FromString(value)
         except DecodeError as err:
             raise self.corrupt(f"the entry of {where} cannot be decoded ({err})") from err
-        if proto.dtype > REF_OFFSET:
-            raise UnsupportedInputError(
-                f"{self.where}: {where} has reference dtype enum {proto.dtype}, "
-                f"which is never stored in a checkpoint ({FIX_INDEX})"
-            )
-        dtype = dtype_from_enum(proto.dtype, where=f"{self.where}: {where}")
+        dtype = self._checked_dtype(proto.dtype, where)
         shape = self._decode_shape(proto.shape, where)
         slices = tuple(self._decode_slice(s, shape, where) for s in proto.slices)
         entry = TensorEntry(
@@ -291,19 +352,31 @@ class BundleIndex:
             raise self.corrupt(f"{where} is a scalar but has slices")
         return entry
 
+    def _checked_dtype(self, enum: int, where: str) -> DType:
+        if enum > REF_OFFSET:
+            raise UnsupportedInputError(
+                f"{self.where}: {where} has reference dtype enum {enum}, "
+                f"which is never stored in a checkpoint ({FIX_INDEX})"
+            )
+        return dtype_from_enum(enum, where=f"{self.where}: {where}")
+
     def _decode_shape(self, proto: ckptmap_tf_pb2.TensorShapeProto, where: str) -> tuple[int, ...]:
         if proto.unknown_rank:
             raise self.corrupt(f"{where} has a shape of unknown rank")
-        if len(proto.dim) > MAX_RANK:
+        if len(proto.dim) > MAX_RANK:  # checked before the sizes are converted
             raise self.corrupt(f"{where} has rank {len(proto.dim)}, more than {MAX_RANK}")
-        if len(proto.dim) > NUMPY_MAX_RANK:
+        return self._checked_shape(tuple(int(d.size) for d in proto.dim), where)
+
+    def _checked_shape(self, shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+        if len(shape) > MAX_RANK:
+            raise self.corrupt(f"{where} has rank {len(shape)}, more than {MAX_RANK}")
+        if len(shape) > NUMPY_MAX_RANK:
             # TensorFlow can store it, but no array (numpy's) can hold it: refused
             # here, for every command, before any plan or read is made from it.
             raise UnsupportedInputError(
-                f"{self.where}: {where} has rank {len(proto.dim)}, more than the "
+                f"{self.where}: {where} has rank {len(shape)}, more than the "
                 f"{NUMPY_MAX_RANK} dimensions ckptmap supports (numpy's limit)"
             )
-        shape = tuple(int(d.size) for d in proto.dim)
         if any(d < 0 for d in shape):
             raise self.corrupt(f"{where} has a negative dimension in its shape {list(shape)}")
         return shape
@@ -314,6 +387,9 @@ class BundleIndex:
         extents = tuple(
             (int(e.start), int(e.length) if e.HasField("length") else -1) for e in proto.extent
         )
+        return self._slice(extents, shape, where)
+
+    def _slice(self, extents: PlainExtents, shape: tuple[int, ...], where: str) -> SliceSpec:
         try:
             return SliceSpec(shape, extents)
         except CkptmapError as err:

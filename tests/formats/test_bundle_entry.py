@@ -13,7 +13,7 @@ import pytest
 from google.protobuf.message import DecodeError
 from helpers import FIXTURES, table_entries
 
-from ckptmap.formats.bundle_entry import plain_entry_fields
+from ckptmap.formats.bundle_entry import plain_entry_fields, plain_shape_dims, plain_sliced_entry
 from ckptmap.proto import ckptmap_tf_pb2
 
 INDEXES = sorted(FIXTURES.glob("*/*.index"))
@@ -108,3 +108,87 @@ def test_what_is_left_to_protobuf() -> None:
     assert plain_entry_fields(bytes.fromhex("4001")) is None  # an unknown field
     assert plain_entry_fields(bytes.fromhex("1205")) is None  # shape past the end
     assert plain_entry_fields(b"") == (0, b"", 0, 0, 0, 0)  # every field at its default
+
+
+def _slices_as_protobuf(data: bytes) -> tuple[int, bytes, tuple[tuple[tuple[int, int], ...], ...]]:
+    proto = ckptmap_tf_pb2.BundleEntryProto.FromString(data)
+    slices = tuple(
+        tuple((e.start, e.length if e.HasField("length") else -1) for e in s.extent)
+        for s in proto.slices
+    )
+    return proto.dtype, proto.shape.SerializeToString(), slices
+
+
+def _dims_as_protobuf(shape: bytes) -> tuple[int, ...] | None:
+    proto = ckptmap_tf_pb2.TensorShapeProto.FromString(shape)
+    return None if proto.unknown_rank else tuple(d.size for d in proto.dim)
+
+
+def test_partitioned_entries_and_shapes_tensorflow_wrote_are_read_fast_and_alike() -> None:
+    sliced = shapes = 0
+    for data in tf_entries():
+        fields = plain_entry_fields(data)
+        if fields is None:
+            assert plain_sliced_entry(data) == _slices_as_protobuf(data), data.hex()
+            sliced += 1
+            shape = plain_sliced_entry(data)[1]  # type: ignore[index]
+        else:
+            assert plain_sliced_entry(data) is None  # no slices: not a partitioned entry
+            shape = fields[1]
+        assert plain_shape_dims(shape) == _dims_as_protobuf(shape), shape.hex()
+        shapes += 1
+    assert sliced >= 5
+    assert shapes > 100
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_partitioned_entries_are_read_as_protobuf_reads_them_or_left_to_it(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    values = [v for v in tf_entries() if plain_entry_fields(v) is None]
+    accepted = 0
+    for _ in range(400):
+        data = rng.choice(values)
+        for mutant in _mutations(data, rng):
+            got = plain_sliced_entry(mutant)
+            # the shape bytes are the caller's to decode: when plain_shape_dims
+            # leaves them to protobuf, so is the whole entry
+            if got is not None and plain_shape_dims(got[1]) is not None:
+                accepted += 1
+                assert got == _slices_as_protobuf(mutant), mutant.hex()
+                assert plain_shape_dims(got[1]) == _dims_as_protobuf(got[1]), got[1].hex()
+    assert accepted > 50
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_shapes_are_read_as_protobuf_reads_them_or_left_to_it(seed: int) -> None:
+    rng = random.Random(seed)
+    shapes = sorted({f[1] for v in tf_entries() if (f := plain_entry_fields(v)) is not None})
+    accepted = 0
+    for _ in range(500):
+        shape = rng.choice(shapes)
+        for mutant in _mutations(shape, rng) if shape else [b"\x12", b"\x12\x01\x08"]:
+            dims = plain_shape_dims(mutant)
+            if dims is None:
+                continue
+            accepted += 1
+            assert dims == _dims_as_protobuf(mutant), mutant.hex()
+    assert accepted > 100
+
+
+def test_what_is_left_to_protobuf_in_shapes_and_slices() -> None:
+    assert plain_shape_dims(bytes.fromhex("1202 0804")) == (4,)
+    assert plain_shape_dims(bytes.fromhex("1200")) == (0,)
+    assert plain_shape_dims(bytes.fromhex("1801")) is None  # unknown_rank
+    assert plain_shape_dims(bytes.fromhex("1205 0804 1201 61")) is None  # a dimension's name
+    assert plain_shape_dims(bytes.fromhex("120b 08ffffffffffffffffff01")) is None  # -1
+    assert plain_shape_dims(bytes.fromhex("1201 08")) is None  # a cut varint
+    entry = bytes.fromhex("0801 1204 12020804 3a04 0a021002 3a06 0a0408021002")
+    assert plain_sliced_entry(entry) == (1, bytes.fromhex("12020804"), (((0, 2),), ((2, 2),)))
+    assert plain_sliced_entry(entry + bytes.fromhex("2010")) is None  # a data field too
+    assert plain_sliced_entry(bytes.fromhex("0801 1204 12020804")) is None  # no slices
+    assert plain_sliced_entry(bytes.fromhex("0801 1204 12020804 3a04 0a021002 0801")) is None
+    assert plain_sliced_entry(bytes.fromhex("0801 1204 12020804 3a04 0a041002")) is None  # cut
+    # an extent without a length is the whole dimension (-1), with a start it still counts
+    assert plain_sliced_entry(bytes.fromhex("0801 1200 3a04 0a020803"))[2] == (((3, -1),),)  # type: ignore[index]
