@@ -27,11 +27,11 @@ from ckptmap.errors import (
 from ckptmap.formats.state_file import (
     MAX_STATE_FILE_BYTES,
     STATE_FILE_NAME,
+    StateFields,
     StateFileError,
     decode_state,
 )
 from ckptmap.formats.table import FOOTER_SIZE, TABLE_MAGIC
-from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.storage import LocalLocation, Location, location_text, open_parent
 from ckptmap.storage.input_files import open_input
 
@@ -292,7 +292,7 @@ def _in_folder(folder: Location, step: int | None) -> CheckpointRef:
     return CheckpointRef(folder, prefix, notes=notes)
 
 
-def _read_state(folder: Location, name: str) -> ckptmap_tf_pb2.CheckpointState | None:
+def _read_state(folder: Location, name: str) -> StateFields | None:
     """The state file ``name`` of ``folder``, decoded; ``None`` if there is none.
 
     Raises:

@@ -15,8 +15,13 @@ import time
 from pathlib import Path
 
 from ckptmap.errors import CorruptCheckpointError, OutputError, UsageError
-from ckptmap.formats.state_file import STATE_FILE_NAME, StateFileError, decode_state, encode_state
-from ckptmap.proto import ckptmap_tf_pb2 as pb
+from ckptmap.formats.state_file import (
+    STATE_FILE_NAME,
+    StateFields,
+    StateFileError,
+    decode_state,
+    encode_state,
+)
 from ckptmap.writers._atomic import atomic_write_bytes
 
 __all__ = ["state_file_bytes", "write_state_file"]
@@ -85,29 +90,31 @@ def state_file_bytes(
     target = Path(os.path.abspath(prefix))
     stored = os.path.relpath(target, folder) if folder in target.parents else str(target)
     state_path = folder / STATE_FILE_NAME
-    state = pb.CheckpointState()
+    paths: list[str] = []
+    stamps: list[float] = []
+    preserved = 0.0
     if keep_existing and state_path.exists():
         old = _read_state(state_path)
-        paths = list(old.all_model_checkpoint_paths)
-        stamps = list(old.all_model_checkpoint_timestamps)
-        with_stamps = bool(stamps) and len(stamps) == len(paths)
-        kept = [(i, p) for i, p in enumerate(paths) if Path(os.path.abspath(folder / p)) != target]
-        state.all_model_checkpoint_paths.extend(p for _, p in kept)
+        old_stamps = old.all_model_checkpoint_timestamps
+        with_stamps = bool(old_stamps) and len(old_stamps) == len(old.all_model_checkpoint_paths)
+        kept = [
+            (i, p)
+            for i, p in enumerate(old.all_model_checkpoint_paths)
+            if Path(os.path.abspath(folder / p)) != target
+        ]
+        paths = [p for _, p in kept]
         if with_stamps:
-            state.all_model_checkpoint_timestamps.extend(stamps[i] for i, _ in kept)
-            now = time.time() if timestamp is None else timestamp
-            state.all_model_checkpoint_timestamps.append(now)
-        if old.last_preserved_timestamp:
-            state.last_preserved_timestamp = old.last_preserved_timestamp
+            stamps = [old_stamps[i] for i, _ in kept]
+            stamps.append(time.time() if timestamp is None else timestamp)
+        preserved = old.last_preserved_timestamp
+    state = StateFields(stored, (*paths, stored), tuple(stamps), preserved)
     try:
-        state.model_checkpoint_path = stored
-        state.all_model_checkpoint_paths.append(stored)
+        return encode_state(state)
     except ValueError as err:
         raise UsageError(f"{target}: the checkpoint path is not valid UTF-8: {err}") from None
-    return encode_state(state)
 
 
-def _read_state(path: Path) -> pb.CheckpointState:
+def _read_state(path: Path) -> StateFields:
     try:
         return decode_state(path.read_bytes())
     except (OSError, StateFileError) as err:
