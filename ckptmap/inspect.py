@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ckptmap._fast_new import fast_constructor
 from ckptmap.errors import InputError, MissingInputError, UsageError
 from ckptmap.readers.assets import Asset
-from ckptmap.readers.graph import restored_beside
+from ckptmap.readers.graph_files import graph_with_tables
 from ckptmap.readers.object_graph import KeyNames, ObjectNames, object_names
 from ckptmap.readers.source import Source, can_copy_bytes, open_source
 from ckptmap.storage import STAGING_PREFIX, IoCounter, is_url, location_text, measure_io
@@ -335,7 +335,7 @@ def inspect_checkpoint(
             specs = source.specs()
             infos = tuple(_describe_array(source, specs[key], stats=stats) for key in keys)
             prefix, index = Path(source.url), Path(source.where)
-        graph, restored = restored_beside(source.url)
+        graph, restored = _restored_beside(source.url)
         if restored:
             infos = tuple(replace(i, restored_into=restored.get(i.name)) for i in infos)
         if names is not None:
@@ -400,6 +400,17 @@ def _refuse_an_interrupted_commit(path: str | os.PathLike[str]) -> None:
             "the next ckptmap write into this folder rolls it back (the old files come "
             "back): run the remap again"
         )
+
+
+def _restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
+    """The graph beside ``checkpoint`` that restores a lookup table, and what its keys go into."""
+    found = graph_with_tables(checkpoint)
+    if found is None:
+        return None, {}
+    from ckptmap.readers.graph import restored_into  # protobuf: only for a graph with tables
+
+    restored = restored_into(*found)
+    return (None, {}) if restored is None else (found[0], restored)
 
 
 def _kept(pattern: re.Pattern[str] | None, key: str, names: ObjectNames | None) -> bool:

@@ -31,14 +31,13 @@ from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers._graphdef import MetaFacts, NodeSource, build_model_spec
 from ckptmap.readers._graphproto import ProtoNodes, meta_facts
 from ckptmap.readers._pbtxt import GraphText, check_escapes
+from ckptmap.readers.graph_files import SAVED_MODEL_PB, read_bytes
 from ckptmap.readers.json_spec import model_spec_from_keys, parse_json_spec, read_json_spec
 from ckptmap.spec import ModelSpec
 from ckptmap.storage import Location, is_url, location_text, open_parent
 from ckptmap.storage.input_files import open_input
 from ckptmap.storage.urls import local_input
 
-SAVED_MODEL_PB = "saved_model.pb"
-_TABLE_IMPORT = b"LookupTableImport"  # the op name a table's restore uses (V1 and V2 ops)
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 STATE_FILE = "checkpoint"
 _TEXT_SUFFIXES = (".pbtxt", ".txt", ".pbtext", ".prototxt")
@@ -120,52 +119,22 @@ def read_model_spec(
     return _read_binary_graph(path, saver)
 
 
-def graph_beside(checkpoint: str) -> Path | None:
-    """The graph saved with a local checkpoint prefix, if there is one.
+def restored_into(graph: Path, data: bytes) -> dict[str, str] | None:
+    """``ModelSpec.restored_into`` of the SavedModel or MetaGraphDef ``data`` read from ``graph``.
 
-    A SavedModel's ``variables/variables`` has the SavedModel's ``saved_model.pb``;
-    a TF1 Saver writes ``<prefix>.meta`` next to each checkpoint.
+    Which keys the graph restores into something other than a variable
+    (lookup tables, other saveables), and what into; ``None`` if the graph
+    cannot be parsed (its problems are for ``check`` to report, not for a
+    listing). :func:`ckptmap.readers.graph_files.graph_with_tables` finds it.
     """
-    if is_url(checkpoint):
-        return None
-    prefix = Path(checkpoint)
-    saved_model = prefix.parent.parent / SAVED_MODEL_PB
-    if prefix.parts[-2:] == ("variables", "variables") and saved_model.is_file():
-        return saved_model
-    meta = Path(f"{prefix}.meta")
-    return meta if meta.is_file() else None
-
-
-def restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
-    """Which keys of a local checkpoint its own graph restores into something other than
-    a variable (lookup tables, other saveables), and what into.
-
-    The graph is opened like the checkpoint's files: a regular file, links
-    followed only inside its folder. It is parsed only when it holds a lookup
-    table's import op, so a listing of a model without tables does not pay for
-    it (another kind of saveable alone is then not marked).
-
-    Returns:
-        The graph read (:func:`graph_beside`) and ``ModelSpec.restored_into`` of
-        it; ``(None, {})`` without a graph, or if the graph cannot be read (its
-        problems are for ``check`` to report, not for a listing).
-    """
-    graph = graph_beside(checkpoint)
-    if graph is None:
-        return None, {}
     try:
-        data = _read_bytes(graph, graph.parent)
-        if _TABLE_IMPORT not in data:  # no lookup table: skip the parse (a listing stays fast)
-            return None, {}
         if graph.name == SAVED_MODEL_PB:
             saved = _parse_bytes(data, str(graph), ckptmap_tf_pb2.SavedModel(), "SavedModel")
-            spec = _from_saved_model(saved, str(graph), None)
-        else:
-            meta = _parse_bytes(data, str(graph), ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef")
-            spec = _from_meta(meta, str(graph), None)
+            return _from_saved_model(saved, str(graph), None).restored_into
+        meta = _parse_bytes(data, str(graph), ckptmap_tf_pb2.MetaGraphDef(), "MetaGraphDef")
+        return _from_meta(meta, str(graph), None).restored_into
     except CkptmapError:
-        return None, {}
-    return graph, spec.restored_into
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -272,17 +241,6 @@ def _is_text(head: bytes) -> bool:
     return bool(stripped) and (chr(stripped[0]).isalpha() or stripped[:1] == b"#")
 
 
-def _read_bytes(path: Path, folder: Path | None = None) -> bytes:
-    """The file's bytes; ``folder``: the named folder it was found in (links stay inside)."""
-    try:
-        with os.fdopen(open_input(path, folder), "rb") as handle:  # no FIFO or device
-            return handle.read()
-    except FileNotFoundError:
-        raise MissingInputError(path, "no such file") from None
-    except OSError as err:
-        raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
-
-
 def _read_checkpoint(path: Path | str, saver: str | None) -> ModelSpec:
     _no_saver_option(path, saver, "a checkpoint")
     from ckptmap.readers.tf_bundle import open_checkpoint
@@ -300,7 +258,7 @@ def _read_checkpoint(path: Path | str, saver: str | None) -> ModelSpec:
 
 
 def _read_text(path: Path, saver: str | None, fast: bool, folder: Path | None = None) -> ModelSpec:
-    return _text_spec(_read_bytes(path, folder), str(path), saver, fast)
+    return _text_spec(read_bytes(path, folder), str(path), saver, fast)
 
 
 def _text_spec(raw: bytes, where: str, saver: str | None, fast: bool) -> ModelSpec:
@@ -355,7 +313,7 @@ def _parse_text_proto(text: str, message: _M, where: str) -> _M:
 
 
 def _parse_binary(path: Path, message: _M, what: str, folder: Path | None = None) -> _M:
-    return _parse_bytes(_read_bytes(path, folder), str(path), message, what)
+    return _parse_bytes(read_bytes(path, folder), str(path), message, what)
 
 
 def _parse_bytes(data: bytes, where: str, message: _M, what: str) -> _M:
@@ -375,7 +333,7 @@ def _check_graph_def(graph_def: ckptmap_tf_pb2.GraphDef, where: str, what: str) 
 
 
 def _read_binary_graph(path: Path, saver: str | None) -> ModelSpec:
-    return _binary_graph_spec(_read_bytes(path), str(path), saver)
+    return _binary_graph_spec(read_bytes(path), str(path), saver)
 
 
 def _binary_graph_spec(raw: bytes, where: str, saver: str | None) -> ModelSpec:

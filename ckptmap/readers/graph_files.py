@@ -1,0 +1,73 @@
+"""The files a graph is saved in: reading one, and finding the graph saved with a checkpoint.
+
+Nothing here parses a graph, so nothing here imports protobuf: ``inspect``
+looks for the graph beside a checkpoint on every listing, and has it parsed
+(:func:`ckptmap.readers.graph.restored_into`) only when it restores a lookup
+table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ckptmap.errors import GraphError, MissingInputError
+from ckptmap.storage import is_url
+from ckptmap.storage.input_files import open_input
+
+__all__ = ["SAVED_MODEL_PB", "graph_beside", "graph_with_tables", "read_bytes"]
+
+SAVED_MODEL_PB = "saved_model.pb"
+_TABLE_IMPORT = b"LookupTableImport"  # the op name a table's restore uses (V1 and V2 ops)
+
+
+def read_bytes(path: Path, folder: Path | None = None) -> bytes:
+    """The file's bytes; ``folder``: the named folder it was found in (links stay inside).
+
+    Raises:
+        MissingInputError: if there is no such file.
+        GraphError: if it cannot be read (or is no regular file).
+    """
+    try:
+        with os.fdopen(open_input(path, folder), "rb") as handle:  # no FIFO or device
+            return handle.read()
+    except FileNotFoundError:
+        raise MissingInputError(path, "no such file") from None
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
+
+
+def graph_beside(checkpoint: str) -> Path | None:
+    """The graph saved with a local checkpoint prefix, if there is one.
+
+    A SavedModel's ``variables/variables`` has the SavedModel's ``saved_model.pb``;
+    a TF1 Saver writes ``<prefix>.meta`` next to each checkpoint.
+    """
+    if is_url(checkpoint):
+        return None
+    prefix = Path(checkpoint)
+    saved_model = prefix.parent.parent / SAVED_MODEL_PB
+    if prefix.parts[-2:] == ("variables", "variables") and saved_model.is_file():
+        return saved_model
+    meta = Path(f"{prefix}.meta")
+    return meta if meta.is_file() else None
+
+
+def graph_with_tables(checkpoint: str) -> tuple[Path, bytes] | None:
+    """The graph beside a local checkpoint and its bytes, if it restores a lookup table.
+
+    The graph is opened like the checkpoint's files: a regular file, links
+    followed only inside its folder. ``None`` without a graph, if it cannot be
+    read (its problems are for ``check`` to report, not for a listing), or if
+    it holds no lookup table's import op: a listing of a model without tables
+    does not pay for parsing it (another kind of saveable alone is then not
+    marked).
+    """
+    graph = graph_beside(checkpoint)
+    if graph is None:
+        return None
+    try:
+        data = read_bytes(graph, graph.parent)
+    except (MissingInputError, GraphError):
+        return None
+    return (graph, data) if _TABLE_IMPORT in data else None
