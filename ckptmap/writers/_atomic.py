@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from pathlib import Path
 
 from ckptmap.errors import OutputError
@@ -42,7 +41,7 @@ _HINTS = {
 
 def new_token() -> str:
     """A random token for temporary names (12 hex digits)."""
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()  # what secrets.token_hex(6) is, without importing it
 
 
 def temp_path(final: Path, token: str, suffix: str = "") -> Path:

@@ -28,7 +28,6 @@ import fcntl
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,7 +141,7 @@ class Staging:
                 owner = {
                     "prefix": prefix_name,
                     "pid": os.getpid(),
-                    "host": socket.gethostname(),
+                    "host": os.uname().nodename,  # gethostname(2)
                     "started": staging.started,
                 }
                 (path / OWNER_NAME).write_text(json.dumps(owner), encoding="utf-8")

@@ -21,11 +21,6 @@ from ckptmap.cli.options._spec import OptionSpec
 from ckptmap.cli.options._values import Mismatch, from_toml, toml_repr
 from ckptmap.errors import UsageError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
 PYPROJECT = "pyproject.toml"
 _TOOL_TABLE = ("tool", "ckptmap")
 
@@ -133,6 +128,10 @@ def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
         raise UsageError(f"{path}: config file is not UTF-8 text ({err.reason})") from None
     except OSError as err:
         raise UsageError(f"{path}: cannot read the config file ({err.strerror})") from None
+    if sys.version_info >= (3, 11):  # imported here: most runs have no config file
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
