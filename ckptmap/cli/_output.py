@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -64,6 +65,12 @@ class _LazyConsole:
     Attribute access and the context-manager protocol (rich's ``Live`` and
     ``Progress`` enter the console) go to the real console; :func:`real_console`
     returns it, for the rich APIs that take a console.
+
+    Until then, printing one line of plain printable ASCII text off a terminal
+    writes it directly: what rich would write for it (with markup, highlighting
+    and emoji off, soft wrap on, and no style, a line comes out as given), so a
+    command that only reports a line or an error (``convert``, most failures in
+    CI) does not import rich (about 30 ms).
     """
 
     def __init__(self, *, stderr: bool) -> None:
@@ -77,6 +84,16 @@ class _LazyConsole:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real(), name)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if self._console is None and not options and len(objects) == 1:
+            text = objects[0]
+            stream = sys.stderr if self._stderr else sys.stdout
+            if type(text) is str and text.isascii() and text.isprintable() and _plain(stream):
+                stream.write(text + "\n")
+                stream.flush()
+                return
+        self._real().print(*objects, **options)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
@@ -94,6 +111,14 @@ class _LazyConsole:
         tb: TracebackType | None,
     ) -> None:
         self._real().__exit__(exc_type, exc, tb)
+
+
+def _plain(stream: Any) -> bool:
+    """``stream`` is no terminal, and rich is not told to treat it as one."""
+    if any(os.environ.get(name) for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return isatty is not None and not isatty()
 
 
 console = cast("Console", _LazyConsole(stderr=False))

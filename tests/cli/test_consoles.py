@@ -125,3 +125,52 @@ def test_byte_progress_off_a_terminal_is_plain(capsys: pytest.CaptureFixture[str
         assert isinstance(progress, PlainProgress)
         progress(10)
     assert capsys.readouterr().err == ""  # shorter than a period
+
+
+_LINES = [
+    "wrote 307 arrays (992.1 MiB of tensors; 307 byte-copied) from a/b.ckpt to c/model.safetensors",
+    "",
+    "  leading and trailing spaces  ",
+    "[bold]not markup[/bold] :smile: http://example.com 1.5e3 'quoted' \"double\" a[0]/b",
+    "x" * 500,  # far wider than any terminal
+]
+
+
+@pytest.mark.parametrize("stderr", [False, True])
+@pytest.mark.parametrize("line", _LINES)
+def test_a_plain_line_off_a_terminal_is_what_rich_would_print(
+    line: str, stderr: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckptmap.cli._output import _LazyConsole
+
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    fast, slow = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr" if stderr else "stdout", fast)
+    lazy = _LazyConsole(stderr=stderr)
+    lazy.print(line)
+    assert lazy._console is None  # written without making a rich console
+    monkeypatch.setattr(sys, "stderr" if stderr else "stdout", slow)
+    rich_console = make_console(stderr=stderr)
+    rich_console.print(line)
+    assert fast.getvalue() == slow.getvalue() == line + "\n"
+
+
+@pytest.mark.parametrize("line", ["tab\there", "bell\a", "caf\u00e9", "two\nlines"])
+def test_other_text_goes_through_rich(line: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckptmap.cli._output import _LazyConsole
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    lazy = _LazyConsole(stderr=False)
+    lazy.print(line)
+    assert lazy._console is not None
+
+
+def test_a_forced_terminal_goes_through_rich(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckptmap.cli._output import _LazyConsole
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    lazy = _LazyConsole(stderr=False)
+    lazy.print("plain")
+    assert lazy._console is not None
