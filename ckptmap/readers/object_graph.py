@@ -43,13 +43,11 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from google.protobuf.message import DecodeError
-
 from ckptmap.errors import CorruptCheckpointError, UnsupportedInputError
-from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers.json_spec import OBJECT_GRAPH_KEY
 
 if TYPE_CHECKING:
+    from ckptmap.proto.ckptmap_tf_pb2 import TrackableObjectGraph as _Graph
     from ckptmap.readers.source import Source
     from ckptmap.spec import ModelSpec
 
@@ -81,8 +79,6 @@ _VARIABLE_VALUE = "VARIABLE_VALUE"
 _ITERATION_CHILDREN = ("_iterations", "iter")
 _KERAS3_NON_SLOT_LISTS = frozenset({"_variables", "_trainable_variables"})
 _INDEX = re.compile(r"[0-9]+")
-
-_Graph = ckptmap_tf_pb2.TrackableObjectGraph
 
 
 @dataclass(frozen=True)
@@ -229,8 +225,12 @@ def parse_object_graph(data: bytes, where: str, keys: Collection[str] | None = N
             f"{where}: the object graph ({OBJECT_GRAPH_KEY}) is {len(data)} bytes, more than "
             f"the {MAX_GRAPH_BYTES} ckptmap reads"
         )
+    from google.protobuf.message import DecodeError  # protobuf loads for an object graph only
+
+    from ckptmap.proto import ckptmap_tf_pb2
+
     try:
-        graph = _Graph.FromString(data)
+        graph = ckptmap_tf_pb2.TrackableObjectGraph.FromString(data)
     except (DecodeError, RuntimeError) as e:
         raise CorruptCheckpointError(
             where,
