@@ -68,6 +68,16 @@ def _varint(data: bytes | None) -> int:
         return (x & 0x7F) | ((x >> 1) & 0x3F80)
     if n == 3:
         return (x & 0x7F) | ((x >> 1) & 0x3F80) | ((x >> 2) & 0x1FC000)
+    if n == 4:  # offsets below 256 MiB
+        return (x & 0x7F) | ((x >> 1) & 0x3F80) | ((x >> 2) & 0x1FC000) | ((x >> 3) & 0xFE00000)
+    if n == 5:  # offsets below 32 GiB
+        return (
+            (x & 0x7F)
+            | ((x >> 1) & 0x3F80)
+            | ((x >> 2) & 0x1FC000)
+            | ((x >> 3) & 0xFE00000)
+            | ((x >> 4) & 0x7F0000000)
+        )
     value = x & 0x7F
     for i in range(1, n):
         value |= (x >> i) & (0x7F << (7 * i))

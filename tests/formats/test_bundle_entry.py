@@ -192,3 +192,19 @@ def test_what_is_left_to_protobuf_in_shapes_and_slices() -> None:
     assert plain_sliced_entry(bytes.fromhex("0801 1204 12020804 3a04 0a041002")) is None  # cut
     # an extent without a length is the whole dimension (-1), with a start it still counts
     assert plain_sliced_entry(bytes.fromhex("0801 1200 3a04 0a020803"))[2] == (((3, -1),),)  # type: ignore[index]
+
+
+def test_offsets_and_sizes_of_every_varint_length_read_as_protobuf_reads_them() -> None:
+    rng = random.Random(7)
+    for bits in range(1, 64):
+        for _ in range(200):
+            proto = ckptmap_tf_pb2.BundleEntryProto(
+                dtype=1,
+                shard_id=rng.randrange(1 << min(bits, 31)),
+                offset=rng.randrange(1 << bits),
+                size=rng.randrange(1 << bits),
+                crc32c=rng.randrange(1 << 32),
+            )
+            proto.shape.dim.add(size=rng.randrange(1 << bits))
+            data = proto.SerializeToString()
+            assert as_protobuf(data) == plain_entry_fields(data), data.hex()
