@@ -15,13 +15,15 @@ import mmap
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ckptmap.errors import CorruptCheckpointError, MissingInputError, RangeError
 from ckptmap.readers._bundle_index import TensorEntry
 from ckptmap.storage import LocalLocation, Location
 from ckptmap.storage.input_files import open_input, resolved_input
-from ckptmap.storage.kvstore import KvLocation
-from ckptmap.storage.range_reads import RangeReader, ReadOptions, Want
+
+if TYPE_CHECKING:
+    from ckptmap.storage.range_reads import ReadOptions
 
 FIX_DATA = "the data file is corrupt or truncated; copy it again from its source"
 
@@ -167,10 +169,14 @@ class ShardFiles:
             CorruptCheckpointError: if bytes lie past the end of their data file.
             InputError: if the store cannot be read (naming the URL).
         """
+        from ckptmap.storage.kvstore import KvLocation  # the stores' code: for URLs only
+
         if not isinstance(self.location, KvLocation):
             for entry in entries:
                 yield self.fetch([entry])[0]
             return
+        from ckptmap.storage.range_reads import RangeReader, Want
+
         wants = [Want(self.shard_name(e.shard_id), e.offset, e.size) for e in entries]
         reader = RangeReader(self.location, wants, options)
         delivered = 0  # the entries handed out; a failure is in a later one
