@@ -639,12 +639,18 @@ class _Planner:
         return not self.pending
 
     def all_exact(self) -> bool:
-        return all(k in self.old and self.fits(k, k) is None for k in self.pending)
+        new, old = self.new.keys, self.old  # fits() inlined: this runs once per key
+        return all(k in old and _disagreement(new[k], old[k]) is None for k in self.pending)
 
     def match_auto(self) -> None:
         if self.all_exact():  # each fits its own name: what match_exact does, less its checks
-            for key in self.pending_keys():
-                self.accept(key, key, EXACT)
+            keys = self.pending_keys()
+            for key in keys:  # accept() of each, in one pass
+                self.matches[key] = Match(key, key, EXACT)
+            self.pending.difference_update(keys)
+            if self.mismatch:
+                for key in keys:
+                    self.mismatch.pop(key, None)
             return
         self.match_dense_groups()
         for key in self.pending_keys():

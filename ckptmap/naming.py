@@ -76,12 +76,9 @@ def _node_name_once(name: str) -> str:
 
 def _is_node_name(name: str) -> bool:
     """Whether :func:`node_name` leaves ``name`` as it is."""
-    return (
-        ":" not in name
-        and name[:1] not in "^ \t\n"
-        and name[-1:] not in "/ \t\n"
-        and name.strip() == name
-    )
+    # strip() == name covers whitespace at both ends (and is True for "", which
+    # node_name also leaves as it is)
+    return ":" not in name and name.strip() == name and name[-1:] != "/" and name[:1] != "^"
 
 
 def _repeats_a_term(name: str) -> bool:

@@ -140,6 +140,11 @@ class TensorPlan:
             return "transpose"
         if self.sliced != self.source_sliced:
             return "split" if self.sliced else "merge"
+        if len(self.pieces) == 1:  # the common case, without the generators below
+            piece = self.pieces[0]
+            if piece.feed is None or not piece.feed.direct:
+                return "repartition"
+            return "copy" if piece.method is Method.COPY else "convert"
         if not all(p.feed is not None and p.feed.direct for p in self.pieces):
             return "repartition"
         return "copy" if all(p.method is Method.COPY for p in self.pieces) else "convert"
