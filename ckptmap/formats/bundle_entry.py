@@ -170,25 +170,30 @@ def plain_shape_dims(data: bytes) -> tuple[int, ...] | None:
     dims = []
     pos, n = 0, len(data)
     while pos < n:
-        if data[pos] != 0x12 or pos + 1 >= n:
+        end = _message_end(data, pos, n, 0x12)
+        if end is None:
             return None
-        length = data[pos + 1]
-        end = pos + 2 + length
-        if length == 0:
-            dims.append(0)
-        elif (
-            # a tag, then one varint of at most 9 bytes filling the dim (sizes below 2**63)
-            not 2 <= length <= 10
-            or end > n
-            or data[pos + 2] != 0x08
-            or data[end - 1] >= 0x80
-            or any(b < 0x80 for b in data[pos + 3 : end - 1])
-        ):
-            return None
+        if end == pos + 2:
+            dims.append(0)  # an empty dim: size 0
         else:
-            dims.append(_varint(data[pos + 3 : end]))
+            size = _field(data, pos + 2, end, 0x08)  # the size varint must fill the dim
+            if size is None or size[1] != end:
+                return None
+            dims.append(size[0])
         pos = end
     return tuple(dims)
+
+
+def _message_end(data: bytes, pos: int, end: int, tag: int) -> int | None:
+    """Where the embedded message of field ``tag`` at ``pos`` ends (it starts at ``pos + 2``).
+
+    ``None`` if another tag is there, or its length is not one byte, or the
+    message runs past ``end``.
+    """
+    if pos + 1 >= end or data[pos] != tag or data[pos + 1] >= 0x80:
+        return None
+    stop = pos + 2 + data[pos + 1]
+    return stop if stop <= end else None
 
 
 def _field(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int] | None:
@@ -211,10 +216,8 @@ def _extents(data: bytes, pos: int, end: int) -> PlainExtents | None:
     """The extents of the ``TensorSliceProto`` in ``data[pos:end]``, or ``None``."""
     extents = []
     while pos < end:
-        if data[pos] != 0x0A or pos + 1 >= end or data[pos + 1] >= 0x80:
-            return None
-        stop = pos + 2 + data[pos + 1]
-        if stop > end:
+        stop = _message_end(data, pos, end, 0x0A)
+        if stop is None:
             return None
         pos += 2
         start = length = None
@@ -246,24 +249,21 @@ def plain_sliced_entry(data: bytes) -> tuple[int, bytes, tuple[PlainExtents, ...
     dtype = _field(data, 0, n, 0x08)
     if dtype is None or dtype[0] >= _INT32_LIMIT:
         return None
-    pos = dtype[1]
-    if pos + 1 >= n or data[pos] != 0x12 or data[pos + 1] >= 0x80:
+    shape_end = _message_end(data, dtype[1], n, 0x12)
+    if shape_end is None:
         return None
-    shape_end = pos + 2 + data[pos + 1]
-    shape = data[pos + 2 : shape_end]
+    shape = data[dtype[1] + 2 : shape_end]
     pos = shape_end
     slices = []
     while pos < n:
-        if data[pos] != 0x3A or pos + 1 >= n or data[pos + 1] >= 0x80:
-            return None
-        end = pos + 2 + data[pos + 1]
-        if end > n:
+        end = _message_end(data, pos, n, 0x3A)
+        if end is None:
             return None
         extents = _extents(data, pos + 2, end)
         if extents is None:
             return None
         slices.append(extents)
         pos = end
-    if not slices or shape_end > n:
+    if not slices:
         return None
     return dtype[0], shape, tuple(slices)
