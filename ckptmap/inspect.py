@@ -175,31 +175,31 @@ class InspectReport:
         """``json.dumps(self.to_json())``, the same text, made faster for big listings.
 
         A tensor with no statistics, names or restore note is one row
-        formatted directly (its strings escaped by :mod:`json`'s own escaper);
-        every other value goes through :func:`json.dumps`.
+        formatted directly: its name (escaped by :mod:`json`'s own escaper)
+        before the rest of the row, which is made once per distinct dtype,
+        shape, size, shard and slices; every other value goes through
+        :func:`json.dumps`.
         """
         import json
         from json.encoder import encode_basestring_ascii as quoted
 
-        shapes: dict[tuple[int, ...], str] = {}
-        dtypes: dict[str, str] = {}
-        rows = []
+        tails: dict[tuple[str, tuple[int, ...], int, int | None, tuple[str, ...]], str] = {}
+        rows: list[str] = []
+        add = rows.append
         for t in self.tensors:
             if self.with_stats or t.restored_into is not None or t.user_name is not None:
-                rows.append(json.dumps(self._tensor_json(t)))
+                add(json.dumps(self._tensor_json(t)))
                 continue
-            shape = shapes.get(t.shape)
-            if shape is None:
-                shape = shapes[t.shape] = json.dumps(list(t.shape))
-            dtype = dtypes.get(t.dtype)
-            if dtype is None:
-                dtype = dtypes[t.dtype] = quoted(t.dtype)
-            shard = "null" if t.shard is None else str(t.shard)
-            slices = json.dumps(list(t.slices)) if t.slices else "[]"
-            rows.append(
-                f'{{"name": {quoted(t.name)}, "dtype": {dtype}, "shape": {shape}, '
-                f'"nbytes": {t.nbytes}, "shard": {shard}, "slices": {slices}}}'
-            )
+            kind = (t.dtype, t.shape, t.nbytes, t.shard, t.slices)
+            tail = tails.get(kind)
+            if tail is None:
+                shard = "null" if t.shard is None else str(t.shard)
+                shape, slices = json.dumps(list(t.shape)), json.dumps(list(t.slices))
+                tail = tails[kind] = (
+                    f'"dtype": {quoted(t.dtype)}, "shape": {shape}, '
+                    f'"nbytes": {t.nbytes}, "shard": {shard}, "slices": {slices}}}'
+                )
+            add(f'{{"name": {quoted(t.name)}, {tail}')
         tensors = f"[{', '.join(rows)}]"
         parts = [
             f"{quoted(k)}: {tensors if k == 'tensors' else json.dumps(v)}"
@@ -319,7 +319,9 @@ def inspect_checkpoint(
             source.slices(tensor)  # raises TensorNotFoundError with a suggestion
             keys = [tensor]
         else:
-            keys = [k for k in source if _kept(pattern, k, names)]
+            keys = list(source)
+            if pattern is not None:
+                keys = [k for k in keys if _kept(pattern, k, names)]
         notes = source.notes
         if can_copy_bytes(source):
             shards = tuple(_shard_info(source, i) for i in range(source.num_shards))
@@ -413,9 +415,9 @@ def _restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
     return (None, {}) if restored is None else (found[0], restored)
 
 
-def _kept(pattern: re.Pattern[str] | None, key: str, names: ObjectNames | None) -> bool:
+def _kept(pattern: re.Pattern[str], key: str, names: ObjectNames | None) -> bool:
     """Whether the filter keeps ``key``: it matches the key or the name users know it by."""
-    if pattern is None or pattern.search(key):
+    if pattern.search(key):
         return True
     return names is not None and pattern.search(names.user_name(key)) is not None
 

@@ -56,6 +56,10 @@ def slice_key_tensor(raw: bytes) -> bytes | None:
     """
     if not is_slice_key(raw):
         return None
+    terminator = raw.find(b"\x00\x01", 1)
+    plain = raw[1:terminator]
+    if terminator > 0 and b"\x00" not in plain and b"\xff" not in plain:
+        return plain  # nothing escaped: the loop below would copy these bytes as they are
     name = bytearray()
     pos, end = 1, len(raw)
     while pos + 1 < end:

@@ -10,6 +10,7 @@ tile the tensor. Nothing here reads a data file; errors name the index.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import math
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from ckptmap.formats.bundle_entry import (
 )
 from ckptmap.formats.bundle_header import plain_header_fields
 from ckptmap.formats.slice_key import (
+    SLICE_KEY_START,
     encode_slice_key,
     is_slice_key,
     key_label,
@@ -56,6 +58,7 @@ MAX_SHARDS = 99_999  # shard numbers are written with 5 digits (§1.1)
 MAX_RANK = 254  # TensorShape::MaxDimensions()
 BIG_ENDIAN = 1  # BundleHeaderProto.Endianness.BIG (§4.1)
 FIX_INDEX = "the index is corrupt; copy the checkpoint again from its source"
+_PAST_SLICE_KEYS = bytes([SLICE_KEY_START + 1])  # the least key above every slice key
 
 
 class _Header(NamedTuple):
@@ -127,9 +130,12 @@ class BundleIndex:
         header = self._decode_header(table)
         self.num_shards: int = header.num_shards
         self.byte_order: str = ">" if header.endianness == BIG_ENDIAN else "<"
-        self._raw_keys = [k for k in table.keys if k and not is_slice_key(k)]
+        # The keys are strictly increasing (the table checks it), so the header's
+        # empty key comes first, then the slice keys (00 ...), then the tensors.
+        tensors_at = bisect.bisect_left(table.keys, _PAST_SLICE_KEYS)
+        self._raw_keys = table.keys[tensors_at:]
         self.keys = [k.decode("utf-8", "surrogateescape") for k in self._raw_keys]
-        self._check_slice_owners(table)
+        self._check_slice_owners(table.keys[1:tensors_at])
         self._entries: dict[bytes, TensorEntry] = {}
         self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
         self._slice_names: dict[bytes, str] = {}  # slice key -> "'key[slice spec]'"
@@ -193,15 +199,13 @@ class BundleIndex:
             tuple(version.bad_consumers),
         )
 
-    def _check_slice_owners(self, table: Table) -> None:
+    def _check_slice_owners(self, slice_keys: list[bytes]) -> None:
         """Require every stored slice to belong to a tensor of the index (§6.4).
 
         A slice whose tensor has no full entry would be invisible to every
         listing and plan: the checkpoint is damaged, for every command.
         """
-        for raw in table.keys:
-            if not is_slice_key(raw):
-                continue
+        for raw in slice_keys:
             owner = slice_key_tensor(raw)
             if owner is None:
                 raise self.corrupt(f"the slice key {raw[:40].hex()} cannot be decoded")
@@ -434,11 +438,12 @@ class BundleIndex:
         raw = _raw(key)
         parts: list[tuple[SliceSpec, TensorEntry]] = []
         for spec in full.slices:
-            where = f"tensor {sliced_name(key, spec.extents)!r}"
+            name = repr(sliced_name(key, spec.extents))
+            where = f"tensor {name}"
             slice_key = encode_slice_key(raw, spec.extents)
             if slice_key not in self._values:
                 raise self.corrupt(f"{where} has no entry in the index")
-            self._slice_names.setdefault(slice_key, repr(sliced_name(key, spec.extents)))
+            self._slice_names.setdefault(slice_key, name)
             part = self._entry(slice_key, where)
             if part.slices or part.dtype != full.dtype or part.shape != spec.shape:
                 raise self.corrupt(

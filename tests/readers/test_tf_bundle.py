@@ -270,3 +270,19 @@ def test_read_box_reads_only_the_slices_it_touches() -> None:
             value = ckpt.read_box(key, box_of(spec, whole.shape))
         assert io.bytes_read == part.size
         np.testing.assert_array_equal(value, whole[spec.index()])
+
+
+def test_tensor_keys_are_the_index_keys_that_are_not_slices() -> None:
+    """Every fixture index: the listed keys are the non-empty, non-slice keys, in index order."""
+    from ckptmap.formats.slice_key import is_slice_key
+    from ckptmap.readers._bundle_index import BundleIndex
+    from ckptmap.readers._table import read_table
+
+    indexes = sorted(p for p in FIXTURES.rglob("*.index") if "golden" not in p.parts)
+    tables = [read_table(p) for p in indexes]
+    assert sum(any(map(is_slice_key, t.keys)) for t in tables) >= 3  # partitioned fixtures
+    for path, table in zip(indexes, tables, strict=True):
+        expected = [
+            k.decode("utf-8", "surrogateescape") for k in table.keys if k and not is_slice_key(k)
+        ]
+        assert BundleIndex(table, str(path)).keys == expected, path
