@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from ckptmap._fast_new import fast_constructor
 from ckptmap.errors import InputError, MissingInputError, UsageError
+from ckptmap.formats.object_graph import OBJECT_GRAPH_KEY
 from ckptmap.readers.assets import Asset
 from ckptmap.readers.graph_files import graph_with_tables
-from ckptmap.readers.object_graph import KeyNames, ObjectNames, object_names
 from ckptmap.readers.source import Source, can_copy_bytes, open_source
 from ckptmap.storage import STAGING_PREFIX, IoCounter, is_url, location_text, measure_io
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from ckptmap.readers.object_graph import KeyNames, ObjectNames
     from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
     from ckptmap.spec import TensorSpec
 
@@ -312,7 +313,7 @@ def inspect_checkpoint(
     with measure_io() as io, open_source(path, step=step) as source:  # counts the index too
         if verify:
             source.verify()
-        names = object_names(source)
+        names = _object_names(source)
         if tensor is not None and names is not None and tensor not in source:
             tensor = names.key_of(tensor) or tensor
         if tensor is not None:
@@ -413,6 +414,15 @@ def _restored_beside(checkpoint: str) -> tuple[Path | None, dict[str, str]]:
 
     restored = restored_into(*found)
     return (None, {}) if restored is None else (found[0], restored)
+
+
+def _object_names(source: Source) -> ObjectNames | None:
+    """The object graph's names of a TF2 checkpoint's keys (``None`` for a name-based one)."""
+    if OBJECT_GRAPH_KEY not in source:
+        return None  # the graph's reader is loaded only for a checkpoint that has a graph
+    from ckptmap.readers.object_graph import object_names
+
+    return object_names(source)
 
 
 def _kept(pattern: re.Pattern[str], key: str, names: ObjectNames | None) -> bool:

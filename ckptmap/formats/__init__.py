@@ -9,6 +9,8 @@ Nothing here opens a file; every module encodes and decodes bytes or text:
 * :mod:`~ckptmap.formats.slice_key`: the index key of one stored slice (§6.4);
 * :mod:`~ckptmap.formats.string_layout`: how a string tensor is stored (§5.2);
 * :mod:`~ckptmap.formats.state_file`: the ``checkpoint`` state file (§1.2);
+* :mod:`~ckptmap.formats.object_graph`: the key of a TF2 checkpoint's object
+  graph (§10.2);
 * :mod:`~ckptmap.formats.zarr_layout`: the layout of a store written by
   ``ckptmap convert``.
 """

@@ -10,6 +10,7 @@ tensor key does (keys are non-empty and sorted as unsigned bytes).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 __all__ = [
@@ -162,6 +163,7 @@ def encode_slice_key(name: bytes, extents: Sequence[tuple[int, int]]) -> bytes:
     return b"".join(parts)
 
 
+@functools.lru_cache(maxsize=256)  # ranks: a handful of values
 def _num_increasing(value: int) -> bytes:
     """OrderedCode ``NumIncreasing``: a length byte, then the big-endian bytes."""
     payload = value.to_bytes(8, "big").lstrip(b"\x00")
@@ -201,6 +203,7 @@ def _signed_num(raw: bytes, pos: int) -> tuple[int | None, int]:
     return int.from_bytes(data, "big", signed=True), pos + n
 
 
+@functools.lru_cache(maxsize=4096)  # starts and lengths repeat across a model's slices
 def _signed_num_increasing(value: int) -> bytes:
     """OrderedCode ``SignedNumIncreasing`` of a signed 64-bit integer."""
     x = value if value >= 0 else ~value

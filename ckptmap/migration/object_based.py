@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckptmap.errors import CorruptCheckpointError
+from ckptmap.formats.object_graph import OBJECT_GRAPH_KEY
 from ckptmap.migration.pieces import Method, TensorPlan, plan_tensor
-from ckptmap.readers.json_spec import OBJECT_GRAPH_KEY
 from ckptmap.storage import location_text
 
 if TYPE_CHECKING:

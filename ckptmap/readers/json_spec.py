@@ -30,6 +30,7 @@ from typing import Any
 
 from ckptmap.dtypes import DType, dtype_from_name
 from ckptmap.errors import CkptmapError, GraphError, MissingInputError, UnsupportedInputError
+from ckptmap.formats.object_graph import OBJECT_GRAPH_KEY
 from ckptmap.readers._limits import check_shape
 from ckptmap.spec import (
     GraphVariable,
@@ -43,7 +44,6 @@ from ckptmap.storage.input_files import open_input
 
 SPEC_VERSION = 1
 GLOBAL_STEP = "global_step"
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # tf-checkpoint-format.md §10.2
 _TOP_FIELDS = frozenset({"version", "variables"})
 _ENTRY_FIELDS = frozenset({"name", "dtype", "shape", "partitions", "trainable"})
 _FIX = "see docs/model-spec.md for the format"

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from ckptmap.errors import CorruptCheckpointError, UnsupportedInputError
-from ckptmap.readers.json_spec import OBJECT_GRAPH_KEY
+from ckptmap.formats.object_graph import OBJECT_GRAPH_KEY
 
 if TYPE_CHECKING:
     from ckptmap.proto.ckptmap_tf_pb2 import TrackableObjectGraph as _Graph
