@@ -1,6 +1,6 @@
 """Library defaults that light modules share without importing the engines behind them.
 
-The CLI's option dataclasses (:mod:`ckptmap.cli.options.commands`) and
+The CLI's option dataclasses (:mod:`ckptmap.cli.options.commands.plan`) and
 :func:`ckptmap.convert.convert` give each option its library default;
 importing it from here keeps ``ckptmap inspect`` and ``ckptmap convert`` from
 loading the alias engine or the zarr writer just to read a number.

@@ -70,6 +70,9 @@ def test_inspect_json_loads_neither_numpy_nor_the_engines() -> None:
         "ckptmap.readers.graph",  # the .meta beside is searched, not parsed: it has no table
         "ckptmap.readers.object_graph",  # a name-based checkpoint has no object graph
         "ckptmap.readers.json_spec",
+        "ckptmap.cli.options.commands.plan",  # the other commands' options
+        "ckptmap.cli.options.commands.convert",
+        "ckptmap.cli.options.commands.diff",
     }
     assert sorted(unwanted & ran) == []
 
@@ -105,3 +108,32 @@ def test_lazy_exports_are_the_submodules_objects(package: str) -> None:
     for name, module in exports.items():
         sub = importlib.import_module(f"{package}.{module}")
         assert getattr(pkg, name) is getattr(sub, name), name
+
+
+def test_options_export_each_commands_dataclass_from_its_own_module() -> None:
+    from ckptmap.cli import options
+    from ckptmap.cli.options import commands
+
+    for package in (options, commands):
+        for name in package._EXPORTS:
+            assert name in package.__all__, name
+            found = getattr(package, name)
+            home = importlib.import_module(f"{commands.__name__}.{commands._EXPORTS[name]}")
+            assert found is getattr(home, name), name
+            assert found.__module__ == home.__name__, name
+    assert list(commands.COMMAND_OPTIONS) == [
+        "inspect",
+        "check",
+        "remap",
+        "alias",
+        "convert",
+        "diff",
+    ]
+    assert commands.COMMAND_OPTIONS["remap"] is options.RemapOptions
+    assert dict(commands.COMMAND_OPTIONS)["diff"] is options.DiffOptions
+
+
+def test_a_command_loads_only_its_own_options_module() -> None:
+    _, ran = _modules("remap_cmd", "ckptmap.cli.options", ["check", "--help"])
+    loaded = {m for m in ran if m.startswith("ckptmap.cli.options.commands.")}
+    assert loaded == {"ckptmap.cli.options.commands.plan"}  # not inspect, convert or diff

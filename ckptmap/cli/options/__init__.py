@@ -12,24 +12,50 @@ flags. See ``docs/options.md``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from ckptmap._lazy import export
 from ckptmap.cli.options._click import click_options, config_option, option_help, resolve_click
 from ckptmap.cli.options._config import ConfigFile, find_pyproject, key_line, read_config
 from ckptmap.cli.options._help import extract_help_info
 from ckptmap.cli.options._link import apply_links, link_options, linked_options, update
 from ckptmap.cli.options._resolve import CLI, DEFAULT, UNSET, Resolved, resolve_options
 from ckptmap.cli.options._spec import ENV_PREFIX, REQUIRED, OptionSpec, option_specs, to_json
-from ckptmap.cli.options.commands import (
-    COMMAND_OPTIONS,
-    AliasOptions,
-    AssetMode,
-    CheckOptions,
-    ConvertOptions,
-    DiffOptions,
-    InspectOptions,
-    PlanOptions,
-    RemapOptions,
-    StoreFormat,
+from ckptmap.cli.options.commands import COMMAND_OPTIONS
+
+# the options dataclasses, each command's module imported on first use (see commands/)
+_EXPORTS = dict.fromkeys(
+    [
+        "AliasOptions",
+        "AssetMode",
+        "CheckOptions",
+        "ConvertOptions",
+        "DiffOptions",
+        "InspectOptions",
+        "PlanOptions",
+        "RemapOptions",
+        "StoreFormat",
+    ],
+    "commands",
 )
+
+if TYPE_CHECKING:
+    from ckptmap.cli.options.commands import (
+        AliasOptions,
+        AssetMode,
+        CheckOptions,
+        ConvertOptions,
+        DiffOptions,
+        InspectOptions,
+        PlanOptions,
+        RemapOptions,
+        StoreFormat,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    return export(__name__, _EXPORTS, name)
+
 
 __all__ = [
     "CLI",
