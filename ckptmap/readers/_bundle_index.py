@@ -11,7 +11,6 @@ tile the tensor. Nothing here reads a data file; errors name the index.
 from __future__ import annotations
 
 import bisect
-import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,11 +46,11 @@ from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
 from ckptmap.formats.table import BUNDLE_VERSION
 from ckptmap.readers._limits import MAX_RANK as NUMPY_MAX_RANK
 from ckptmap.readers._table import Table
-from ckptmap.spec import TensorSpec, make_tensor_spec
 from ckptmap.split import SliceSpec, check_tiling
 
 if TYPE_CHECKING:
     from ckptmap.proto import ckptmap_tf_pb2
+    from ckptmap.spec import TensorSpec
 
 HEADER_KEY = b""  # §4: the header is stored under the empty key
 MAX_SHARDS = 99_999  # shard numbers are written with 5 digits (§1.1)
@@ -237,6 +236,8 @@ class BundleIndex:
         if cached is not None and not is_slice_key(raw):
             return cached
         if not raw or is_slice_key(raw) or raw not in self._values:  # `key not in self`
+            import difflib  # only for the message
+
             close = difflib.get_close_matches(key, self.keys, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise TensorNotFoundError(
@@ -249,6 +250,8 @@ class BundleIndex:
 
     def specs(self) -> dict[str, TensorSpec]:
         """A :class:`TensorSpec` per key (partitioned tensors with their slices), in key order."""
+        from ckptmap.spec import make_tensor_spec  # the model's side: not for a listing
+
         return {
             key: make_tensor_spec(key, entry.dtype, entry.shape, entry.slices)
             for key, entry in zip(self.keys, self.entries(), strict=True)

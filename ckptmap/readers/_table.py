@@ -26,8 +26,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import cramjam
-
 from ckptmap.errors import CorruptCheckpointError, MissingInputError
 from ckptmap.formats.crc import crc32c, unmask_crc
 from ckptmap.formats.table import (
@@ -200,6 +198,8 @@ def decompress_snappy(block: memoryview, what: str) -> memoryview:
         raise TableFormatError(
             f"{what}: Snappy block of {len(block)} bytes claims to expand to {length} bytes"
         )
+    import cramjam  # some TensorFlow 1.x indexes only: bundles are written uncompressed (§3.2)
+
     out = bytearray(length)
     try:
         written = cramjam.snappy.decompress_raw_into(block, out)
