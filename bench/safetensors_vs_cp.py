@@ -9,7 +9,9 @@ output is removed before each run and ``sync`` runs, untimed, after each):
 * ``cp`` of the ``.index`` and ``.data`` files into an empty folder,
 * ``cp`` then ``sync`` of the copies and the folder (durable, like ckptmap's fsyncs),
 * ``ckptmap convert --to safetensors`` (one 1 GB file: the default 5 GB shard limit),
-* ``ckptmap convert --to safetensors --max-shard-size 300MB`` (four shards and an index).
+* ``ckptmap convert --to safetensors --max-shard-size 300MB`` (four shards and an index),
+* and the other way, ``ckptmap convert`` of the one-file output ``--to npz`` (a
+  safetensors source: its peak RSS shows the source is read block by block).
 
 Before timing, each output is read back with the ``safetensors`` package
 (``safe_open``, numpy) and compared with ckptmap's reading of the checkpoint,
@@ -131,6 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd in cases:
         before = clean_mkdir if cmd[0] in ("cp", "sh") else clean
         results.append(measure(name, cmd, repeat=args.repeat, before=before, after=os.sync))
+    # the other way: the safetensors file as the source (read block by block, not mapped whole)
+    clean()
+    subprocess.run(convert_cmd(), check=True, stdout=subprocess.DEVNULL)
+    back = args.dir / "out-npz"
+    results.append(
+        measure(
+            "ckptmap convert of that file --to npz",
+            [CKPTMAP, "convert", "--old", str(out / "model.safetensors"), "--to", "npz",
+             "--out", str(back)],
+            repeat=args.repeat,
+            before=lambda: shutil.rmtree(back, ignore_errors=True),
+            after=os.sync,
+        )
+    )  # fmt: skip
+    shutil.rmtree(back, ignore_errors=True)
     clean()
 
     print(f"\n## convert --to safetensors {args.input} ({size:,} bytes)\n")

@@ -4,12 +4,15 @@ A safetensors file (or a sharded set of them) and an npz archive both come
 down to a list of :class:`StoredArray`: a key, its TensorFlow dtype, shape and
 original slice layout, and where its bytes lie (a byte range of a local file,
 or a compressed archive member). Opening one reads only headers; values are
-read when asked for, as read-only views of the memory-mapped file where the
-bytes are stored plainly.
+read when asked for: a whole tensor as a read-only view of the memory-mapped
+file where the bytes are stored plainly, a box of one (what ``convert`` and
+``diff`` read, block by block) from a read of just the rows it spans, so their
+memory stays bounded by a block however large the file.
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -94,6 +97,7 @@ class ArraySource:
         self._arrays = {a.key: a for a in ordered}
         self._load = load
         self._maps: dict[Path, mmap.mmap] = {}
+        self._fds: dict[Path, int] = {}  # for the row reads of read_box
 
     # -- the listing -------------------------------------------------------------
 
@@ -198,8 +202,43 @@ class ArraySource:
         """
         stored = self.array(key)
         wanted = check_box(key, box, stored.shape)
-        index: tuple[Any, ...] = (*[slice(a, b) for a, b in wanted], Ellipsis)
-        part: np.ndarray = self.read(key)[index]
+        if stored.offset is None or stored.fortran or not wanted:
+            index: tuple[Any, ...] = (*[slice(a, b) for a, b in wanted], Ellipsis)
+            part: np.ndarray = self.read(key)[index]
+            return part
+        return self._read_rows(stored, wanted)
+
+    def _read_rows(self, stored: StoredArray, box: Sequence[tuple[int, int]]) -> np.ndarray:
+        """The box of a plainly stored C-order array, from a read of just its rows.
+
+        The rows the box spans along the first axis are one byte range of the
+        file: reading it (not touching the mapping) keeps the memory of a
+        tensor read block by block bounded by one block, however large the file.
+        """
+        import numpy as np
+
+        assert stored.offset is not None  # noqa: S101 -- read_box sends only these here
+        raw_type = np.dtype(stored.stored)
+        row = raw_type.itemsize * math.prod(stored.shape[1:])
+        (first, stop), rest = box[0], box[1:]
+        size = (stop - first) * row
+        try:
+            data = os.pread(self._fd(stored.path), size, stored.offset + first * row)
+        except OSError as err:
+            raise InputError(f"{stored.path}: cannot read ({err})") from err
+        if len(data) != size:
+            raise CorruptCheckpointError(
+                stored.path,
+                f"the bytes of {stored.key!r} lie past the end of the file (it was truncated "
+                "after it was opened; copy it again)",
+            )
+        flat = np.frombuffer(data, raw_type)
+        if raw_type.byteorder == ">":
+            flat = flat.astype(raw_type.newbyteorder("<"))
+        rows = flat.view(stored.dtype.numpy).reshape((stop - first, *stored.shape[1:]))
+        index: tuple[Any, ...] = (slice(None), *[slice(a, b) for a, b in rest], Ellipsis)
+        part: np.ndarray = rows[index]
+        part.flags.writeable = False
         return part
 
     def _map(self, path: Path) -> mmap.mmap:
@@ -215,11 +254,26 @@ class ArraySource:
             self._maps[path] = found
         return found
 
+    def _fd(self, path: Path) -> int:
+        found = self._fds.get(path)
+        if found is None:
+            try:
+                found = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError as err:
+                raise CorruptCheckpointError(path, "the file disappeared while open") from err
+            except OSError as err:
+                raise InputError(f"{path}: cannot read ({err})") from err
+            self._fds[path] = found
+        return found
+
     # -- lifetime ----------------------------------------------------------------
 
     def close(self) -> None:
-        """Drop the file mappings; arrays already returned keep theirs alive."""
+        """Drop the file mappings and descriptors; arrays already returned keep theirs alive."""
         self._maps.clear()
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
 
     def __enter__(self) -> ArraySource:
         return self

@@ -117,3 +117,47 @@ def test_a_folder_without_any_checkpoint_is_still_missing(tmp_path: Path) -> Non
 def test_fixture_folders_still_open_as_tensorflow() -> None:
     with open_source(FIXTURES / "ffm_v1") as source:
         assert source.format == "tf"
+
+
+def _mapped(path: Path) -> bool:
+    """Whether this process has ``path`` memory-mapped (Linux: /proc/self/maps)."""
+    return str(path.resolve()) in Path("/proc/self/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("kind", ["safetensors", "npz"])
+def test_blocks_of_rows_are_read_without_mapping_the_file(tmp_path: Path, kind: str) -> None:
+    """Convert and diff read a tensor block by block: only those bytes, never the whole file."""
+    from safetensors.numpy import save_file
+
+    values = np.arange(64 * 1024, dtype=np.float32).reshape(64, 1024)
+    path = tmp_path / f"model.{kind}"
+    if kind == "npz":
+        np.savez(path, w=values)
+    else:
+        save_file({"w": values}, str(path))
+    with open_source(path) as source:
+        for start in range(0, 64, 8):
+            box = ((start, start + 8), (3, 1000))
+            np.testing.assert_array_equal(
+                source.read_box("w", box), values[start : start + 8, 3:1000]
+            )
+        assert not _mapped(path)
+        np.testing.assert_array_equal(
+            source.read("w"), values
+        )  # a whole tensor is a view of the map
+        assert _mapped(path)
+
+
+def test_a_file_cut_short_after_opening_is_named_when_its_rows_are_read(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from ckptmap.errors import CorruptCheckpointError
+
+    path = tmp_path / "model.safetensors"
+    save_file({"w": np.ones((16, 256), np.float32)}, str(path))
+    with open_source(path) as source:
+        with open(path, "r+b") as file:
+            file.truncate(path.stat().st_size - 1024)
+        with pytest.raises(CorruptCheckpointError, match="truncated after it was opened"):
+            source.read_box("w", ((12, 16), (0, 256)))
