@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the library (and numpy) load only when the command runs
     from ckptmap.readers.assets import Asset
 
 _PRINT_THRESHOLD = 1000  # numpy prints at most this many values before summarizing with "..."
+_ARRAY_FILES = {"safetensors": "safetensors file", "npz": "npz archive"}  # header line of a listing
 
 
 @click.command("inspect")
@@ -76,6 +77,14 @@ def _print_report(report: InspectReport) -> None:
         console.print(f"zarr3 store {report.url or report.prefix} (written by ckptmap convert)")
     elif report.format == "tf-v1":
         console.print(f"TensorFlow V1 checkpoint {report.url or report.prefix} ({byte_order})")
+    elif report.format in _ARRAY_FILES:
+        listed = str(report.index)
+        kind = (
+            "safetensors shards listed in"
+            if listed.endswith(".json")
+            else _ARRAY_FILES[report.format]
+        )
+        console.print(f"{kind} {listed}")
     else:
         console.print(f"Checkpoint {report.url or report.prefix} ({shards}, {byte_order})")
     from rich.table import Table

@@ -53,9 +53,20 @@ _FIX = "the archive is damaged or not written by numpy.savez; copy it again"
 
 
 def find_npz(path: str | os.PathLike[str]) -> Path | None:
-    """``path`` as a local ``.npz`` file, or ``None`` (reads nothing)."""
+    """The local ``.npz`` file ``path`` names, or ``None`` (reads nothing).
+
+    ``path`` may be the file, or a folder holding ``model.npz`` (what ``ckptmap
+    convert --to npz`` writes) or exactly one ``.npz`` file.
+    """
     found = local_path(path)
-    return found if found.is_file() and found.name.endswith(".npz") else None
+    if found.is_file():
+        return found if found.name.endswith(".npz") else None
+    if not found.is_dir():
+        return None
+    if (found / "model.npz").is_file():
+        return found / "model.npz"
+    singles = [p for p in sorted(found.glob("*.npz")) if p.is_file()]
+    return singles[0] if len(singles) == 1 else None
 
 
 def open_npz(path: str | os.PathLike[str]) -> ArraySource:

@@ -50,7 +50,10 @@ _DATA_FILE = re.compile(r"^(?P<prefix>.+)\.data-\d{5,}-of-\d{5,}$")
 V1_SHARD = re.compile(r"-(?:\?{5}|\d{5})-of-(\d{5})$")  # a sharded V1 Saver's file names
 _STEP = re.compile(r"-(\d+)$")
 _SAVED_MODEL_VARIABLES = "variables/variables"
-_EXPECTED = "(expected a model folder, a checkpoint prefix, or its .index file)"
+_EXPECTED = (
+    "(expected a model folder, a checkpoint prefix or its .index file, or a .safetensors or "
+    ".npz file)"
+)
 
 
 @dataclass(frozen=True, slots=True)

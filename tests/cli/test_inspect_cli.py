@@ -276,7 +276,8 @@ def test_missing_path() -> None:
     assert result.exit_code == 3
     assert result.stderr == (
         f"error: {FIXTURES / 'no_such_model'}: no such file, folder or checkpoint prefix "
-        "(expected a model folder, a checkpoint prefix, or its .index file)\n"
+        "(expected a model folder, a checkpoint prefix or its .index file, or a .safetensors or "
+        ".npz file)\n"
     )
 
 

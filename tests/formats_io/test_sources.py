@@ -81,6 +81,22 @@ def test_a_model_folder_finds_its_safetensors_file(tmp_path: Path) -> None:
             assert_same_values(source.read(t.name), t.value)
 
 
+def test_a_model_folder_finds_its_npz_archive(tmp_path: Path) -> None:
+    golden = npz_part(GOLDENS["ffm_v1/model.ckpt-100"])
+    write_npz(golden, tmp_path / "model.npz")  # what convert --to npz writes into a folder
+    with open_source(tmp_path) as source:
+        assert source.format == "npz"
+        assert source.where == str(tmp_path / "model.npz")
+        for t in golden.tensors:
+            assert_same_values(source.read(t.name), t.value)
+    (tmp_path / "model.npz").rename(tmp_path / "weights.npz")  # the one archive, any name
+    with open_source(tmp_path) as source:
+        assert source.where == str(tmp_path / "weights.npz")
+    write_npz(golden, tmp_path / "other.npz")  # two archives: which one is not guessed
+    with pytest.raises(MissingInputError):
+        open_source(tmp_path)
+
+
 def test_a_sharded_model_reads_through_its_index(tmp_path: Path) -> None:
     import json
 
@@ -161,3 +177,34 @@ def test_a_file_cut_short_after_opening_is_named_when_its_rows_are_read(tmp_path
             file.truncate(path.stat().st_size - 1024)
         with pytest.raises(CorruptCheckpointError, match="truncated after it was opened"):
             source.read_box("w", ((12, 16), (0, 256)))
+
+
+def test_inspect_names_the_array_file_it_lists(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ckptmap.cli import main
+
+    golden = GOLDENS["ffm_v1/model.ckpt-100"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "zip").mkdir()
+    write_safetensors(safetensors_part(golden), tmp_path / "one" / "model.safetensors")
+    write_npz(npz_part(golden), tmp_path / "zip" / "model.npz")
+    runner = CliRunner()
+    shards = runner.invoke(
+        main,
+        ["convert", "--old", str(golden.prefix), "--to", "safetensors", "--max-shard-size", "2KB",
+         "--out", str(tmp_path / "shards")],
+    )  # fmt: skip
+    assert shards.exit_code == 0, shards.output
+    expected = {
+        "one": f"safetensors file {tmp_path / 'one' / 'model.safetensors'}",
+        "zip": f"npz archive {tmp_path / 'zip' / 'model.npz'}",
+        "shards": "safetensors shards listed in "
+        f"{tmp_path / 'shards' / 'model.safetensors.index.json'}",
+    }
+    for folder, header in expected.items():
+        result = runner.invoke(main, ["inspect", str(tmp_path / folder)])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0] == header
+        assert sum(t.name in result.output for t in golden.tensors) == len(golden.tensors)
