@@ -192,3 +192,57 @@ def test_a_zarr3_store_and_a_safetensors_file_compare_as_sources(tmp_path: Path)
     arrays[EMB] = arrays[EMB] * 2
     report = diff_checkpoints(store, _npz(tmp_path / "x.npz", arrays))
     assert [c.b for c in report.different] == [EMB]
+
+
+def test_a_shape_change_is_listed_not_compared(tmp_path: Path) -> None:
+    arrays = _values()
+    arrays["ffm/bias_net/w"] = arrays["ffm/bias_net/w"].reshape(-1)  # [200, 1] -> [200]
+    result = _cli(PS2.prefix, _npz(tmp_path / "flat.npz", arrays), "--values", "--json")
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert body["changed"] == [
+        {"a": "ffm/bias_net/w", "b": "ffm/bias_net/w", "a_dtype": "float32",
+         "b_dtype": "float32", "a_shape": [200, 1], "b_shape": [200], "how": "same name"}
+    ]  # fmt: skip
+    assert "ffm/bias_net/w" not in {k["b"] for k in body["keys"]}
+    assert body["counts"]["different"] == 0
+
+
+def test_rules_on_the_command_line_pair_renamed_keys(tmp_path: Path) -> None:
+    arrays = {
+        k.replace("ffm/bias_net/", "ffm/global_bias/"): v for k, v in _values().items()
+    }  # B migrated from A: a renamed scope
+    renamed = _npz(tmp_path / "renamed.npz", arrays)
+    result = _cli(PS2.prefix, renamed, "--rule", RULE, "--values", "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["mapped"]
+    assert body["identical"]
+    hows = {k["b"]: k["how"] for k in body["keys"]}
+    assert hows["ffm/global_bias/w"] == f"rule {RULE.split('=')[0]}"
+    assert {h for b, h in hows.items() if "global_bias" not in b} == {"same name"}
+    assert _cli(PS2.prefix, renamed).exit_code == 1  # without the rule: keys only in A / B
+
+
+def test_the_json_report_has_the_documented_fields(tmp_path: Path) -> None:
+    """Every field docs/json-schema.md shows for `diff --json` is in a real report, no other."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json-schema.md").read_text()
+    section = doc.split("## `ckptmap diff --json`", 1)[1].split("\n## ", 1)[0]
+    example = json.loads(re.search(r"```json\n(.*?)\n```", section, re.DOTALL).group(1))
+    arrays = _values()
+    arrays[EMB] = arrays[EMB] + 0.5
+    arrays["global_step"] = arrays["global_step"].astype(np.int32)
+    arrays["ffm/global_bias/w"] = arrays.pop("ffm/bias_net/w")
+    body = json.loads(
+        _cli(PS2.prefix, _npz(tmp_path / "x.npz", arrays), "--values", "--json").stdout
+    )
+    assert body.keys() == example.keys()
+    assert body["counts"].keys() == example["counts"].keys()
+    for field in ("keys", "changed", "renamed"):
+        assert body[field], field
+        assert body[field][0].keys() == example[field][0].keys(), field
+    drift = next(k["drift"] for k in body["keys"] if k["b"] == EMB)
+    assert drift.keys() == example["keys"][0]["drift"].keys()
+    assert drift["max_abs"] == pytest.approx(0.5)

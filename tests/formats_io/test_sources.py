@@ -208,3 +208,49 @@ def test_inspect_names_the_array_file_it_lists(tmp_path: Path) -> None:
         lines = result.output.splitlines()
         assert lines[0] == header
         assert sum(t.name in result.output for t in golden.tensors) == len(golden.tensors)
+
+
+def _bytes_read() -> int:
+    """The bytes this process has read through read(2) and the like (Linux: /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("kind", ["safetensors", "shards", "npz"])
+def test_inspect_and_check_read_only_the_headers(tmp_path: Path, kind: str) -> None:
+    """32 MB of tensors: a listing and a check read the headers; values are not read or mapped."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from ckptmap import check
+    from ckptmap.inspect import inspect_checkpoint
+
+    arrays = {f"layer_{i}/kernel": np.full((1024, 2048), i, np.float32) for i in range(4)}
+    folder = tmp_path / kind
+    folder.mkdir()
+    if kind == "npz":
+        np.savez(folder / "model.npz", **arrays)  # type: ignore[arg-type]
+    elif kind == "safetensors":
+        save_file(arrays, str(folder / "model.safetensors"))
+    else:
+        weight_map = {}
+        for i, (key, value) in enumerate(arrays.items()):
+            name = f"model-{i + 1:05d}-of-00004.safetensors"
+            save_file({key: value}, str(folder / name))
+            weight_map[key] = name
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    spec = tmp_path / "new.json"
+    variables = [{"name": k, "dtype": "float32", "shape": [1024, 2048]} for k in arrays]
+    spec.write_text(json.dumps({"version": 1, "variables": variables}))
+    for _ in range(2):  # the first round imports what the commands need
+        before = _bytes_read()
+        report = inspect_checkpoint(folder)
+        assert check(folder, spec).ok
+        read = _bytes_read() - before
+    assert [t.name for t in report.tensors] == sorted(arrays)
+    assert read < 256 * 1024, read  # headers, the spec, the index JSON: a few KB
+    assert not any(_mapped(path) for path in folder.iterdir())
