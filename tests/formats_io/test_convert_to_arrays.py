@@ -146,6 +146,20 @@ def test_complex_and_string_tensors_are_refused_by_name(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_little_endian_checkpoint_is_byte_copied(tmp_path: Path) -> None:
+    """TensorFlow's own little-endian bytes, partitions along rows merged, go out as they are."""
+    for golden in (PS2, PS3):
+        out = tmp_path / f"{golden.prefix.parent.name}.safetensors"
+        result = convert(golden.prefix, out, to="safetensors")
+        assert (result.byte_copied, result.assembled) == (len(golden.tensors), 0)
+        _assert_safetensors_equal(out, golden.tensors)
+    # a tensor cut along its columns interleaves its parts: assembled, not copied
+    result = convert(
+        ZOO.prefix, tmp_path / "zoo.safetensors", to="safetensors", skip_unsupported=True
+    )
+    assert result.assembled == 1
+
+
 def test_a_big_endian_checkpoint_is_swapped(tmp_path: Path) -> None:
     big = tmp_path / "big" / "model.ckpt-100"
     big.parent.mkdir()
