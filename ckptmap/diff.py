@@ -18,7 +18,9 @@ A partition layout change alone (``emb`` in 4 slices here, 3 there) is not a
 difference: the merged values are compared, and the pair is marked
 ``repartitioned``. A pair whose alias-map entry has a ``transpose``
 (:mod:`ckptmap.migration.transforms`) compares ``a.transpose(perm)`` with
-``b``; such pairs and string tensors are read whole.
+``b``: ``a``'s tensor is read whole (once) and its transposed view compared
+block by block with ``b``'s stream; string tensors are read whole on both
+sides.
 
 Example:
     >>> report = diff_checkpoints("fixtures/ffm_v1", "/tmp/ffm_v1.safetensors")  # doctest: +SKIP
@@ -420,13 +422,12 @@ class _Comparer:
             same = self.a.read(pair.a).tolist() == self.b.read(key_b).tolist()
             return same, (Drift(None, None) if self.values else None)
         if pair.transpose is not None:
-            import numpy as np
-
-            turned = np.ascontiguousarray(self.a.read(pair.a).transpose(pair.transpose))
-            whole_b = np.ascontiguousarray(self.b.read(key_b))
+            # A is read once, whole (a box of it along another axis would be read whole
+            # again for every block); its transposed view goes out block by block
+            turned = self.a.read(pair.a).transpose(pair.transpose)
             chunks = zip(
-                _split(_le_bytes(turned), self.chunk),
-                _split(_le_bytes(whole_b), self.chunk),
+                _rechunk(_row_blocks(turned, self.chunk), self.chunk),
+                _rechunk(self.bytes_b.blocks(key_b), self.chunk),
                 strict=True,
             )
         else:
@@ -541,15 +542,21 @@ def _rechunk(blocks: Iterable[memoryview], size: int) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-def _split(data: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
+def _row_blocks(values: np.ndarray, size: int) -> Iterator[memoryview]:
+    """The C-order little-endian bytes of ``values``, a copy of about ``size`` bytes at a time."""
+    if values.ndim == 0 or values.size == 0:
+        yield memoryview(_le_bytes(values))
+        return
+    row = max(1, values[0].nbytes)
+    step = max(1, size // row)
+    for start in range(0, values.shape[0], step):
+        yield memoryview(_le_bytes(values[start : start + step]))
 
 
 def _le_bytes(values: np.ndarray) -> bytes:
     if values.dtype.byteorder == ">":
         values = values.byteswap().view(values.dtype.newbyteorder("<"))
-    return values.tobytes()
+    return values.tobytes()  # C order, whatever the layout of ``values``
 
 
 def _fingerprint(blocks: Iterable[memoryview]) -> tuple[int, int]:

@@ -246,3 +246,26 @@ def test_the_json_report_has_the_documented_fields(tmp_path: Path) -> None:
     drift = next(k["drift"] for k in body["keys"] if k["b"] == EMB)
     assert drift.keys() == example["keys"][0]["drift"].keys()
     assert drift["max_abs"] == pytest.approx(0.5)
+
+
+def test_a_transposed_pair_is_compared_block_by_block(tmp_path: Path) -> None:
+    """Blocks of the transposed view of A against B's stream: the same verdict and drift."""
+    from safetensors.numpy import save_file
+
+    weight = np.arange(7 * 300, dtype=np.float32).reshape(7, 300)
+    st = tmp_path / "torch.safetensors"
+    save_file({"fc.weight": weight}, str(st))
+    kernel = weight.T.copy()
+    kernel[123, 4] += 0.25
+    tf_like = _npz(tmp_path / "tf.npz", {"dense/kernel": kernel})
+    entries = {"dense/kernel": {"from": "fc.weight", "transpose": [1, 0]}}
+    reports = [
+        diff_checkpoints(st, tf_like, alias_map=entries, values=True, chunk_bytes=size)
+        for size in (48, 1000, 1 << 20)
+    ]
+    for report in reports:
+        (pair,) = report.compared
+        assert not pair.equal
+        first = reports[0].compared[0].drift
+        assert pair.drift.max_abs == first.max_abs == pytest.approx(0.25)
+        assert pair.drift.rel_l2 == pytest.approx(first.rel_l2, rel=1e-12)
