@@ -19,11 +19,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ckptmap.errors import CorruptCheckpointError, InputError, TensorNotFoundError, UsageError
+from ckptmap.errors import (
+    CorruptCheckpointError,
+    InputError,
+    MissingInputError,
+    TensorNotFoundError,
+    UsageError,
+)
 from ckptmap.readers.source import check_box
 from ckptmap.spec import TensorSpec
+from ckptmap.storage.input_files import open_input
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,7 +39,21 @@ if TYPE_CHECKING:
     from ckptmap.readers.assets import Asset
     from ckptmap.split import SliceSpec
 
-__all__ = ["ArraySource", "StoredArray"]
+__all__ = ["ArraySource", "StoredArray", "open_array_file"]
+
+
+def open_array_file(path: Path) -> BinaryIO:
+    """``path`` opened for reading as a file of its folder (the model folder's trust boundary).
+
+    A regular file, or a link that stays inside the folder; a FIFO, socket,
+    device, dangling link or link out of the folder is refused without being
+    opened (:mod:`ckptmap.storage.input_files`).
+
+    Raises:
+        MissingInputError: if there is no file at ``path``.
+        UnsupportedInputError: for anything but a regular file of the folder.
+    """
+    return os.fdopen(open_input(path, path.parent), "rb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +266,9 @@ class ArraySource:
         found = self._maps.get(path)
         if found is None:
             try:
-                with open(path, "rb") as file:
+                with open_array_file(path) as file:
                     found = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-            except FileNotFoundError as err:
+            except MissingInputError as err:
                 raise CorruptCheckpointError(path, "the file disappeared while open") from err
             except (OSError, ValueError) as err:
                 raise InputError(f"{path}: cannot read ({err})") from err
@@ -258,11 +279,9 @@ class ArraySource:
         found = self._fds.get(path)
         if found is None:
             try:
-                found = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError as err:
+                found = open_input(path, path.parent)
+            except MissingInputError as err:
                 raise CorruptCheckpointError(path, "the file disappeared while open") from err
-            except OSError as err:
-                raise InputError(f"{path}: cannot read ({err})") from err
             self._fds[path] = found
         return found
 

@@ -39,7 +39,7 @@ from ckptmap.formats.array_files import (
     byte_size,
     decode_manifest,
 )
-from ckptmap.readers._array_source import ArraySource, StoredArray, local_path
+from ckptmap.readers._array_source import ArraySource, StoredArray, local_path, open_array_file
 
 if TYPE_CHECKING:
     from ckptmap.formats.array_files import ManifestEntry
@@ -59,13 +59,13 @@ def find_npz(path: str | os.PathLike[str]) -> Path | None:
     convert --to npz`` writes) or exactly one ``.npz`` file.
     """
     found = local_path(path)
-    if found.is_file():
-        return found if found.name.endswith(".npz") else None
-    if not found.is_dir():
-        return None
-    if (found / "model.npz").is_file():
-        return found / "model.npz"
-    singles = [p for p in sorted(found.glob("*.npz")) if p.is_file()]
+    if not found.is_dir():  # any kind of file: opening it refuses what is not a regular file
+        named = found.name.endswith(".npz") and (found.exists() or found.is_symlink())
+        return found if named else None
+    model = found / "model.npz"
+    if model.exists() or model.is_symlink():
+        return model
+    singles = sorted(found.glob("*.npz"))
     return singles[0] if len(singles) == 1 else None
 
 
@@ -84,9 +84,9 @@ def open_npz(path: str | os.PathLike[str]) -> ArraySource:
     if found is None:
         raise MissingInputError(text, "no .npz file here")
     try:
-        with zipfile.ZipFile(found) as archive:
-            size = found.stat().st_size
-            with open(found, "rb") as raw:
+        with open_array_file(found) as file, zipfile.ZipFile(file) as archive:
+            size = os.fstat(file.fileno()).st_size
+            with open_array_file(found) as raw:
                 headers = [
                     _member(found, archive, raw, info, size)
                     for info in archive.infolist()
@@ -211,7 +211,11 @@ def _inflate(path: Path, member: tuple[str, int], stored: StoredArray) -> bytes:
     name, skip = member
     need = byte_size(stored.dtype, stored.shape)
     try:
-        with zipfile.ZipFile(path) as archive, archive.open(name) as file:
+        with (
+            open_array_file(path) as raw,
+            zipfile.ZipFile(raw) as archive,
+            archive.open(name) as file,
+        ):
             file.read(skip)
             data = file.read(need)
     except zipfile.BadZipFile as err:

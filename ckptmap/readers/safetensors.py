@@ -48,7 +48,8 @@ from ckptmap.formats.array_files import (
     json_object_no_duplicates,
     stored_dtype,
 )
-from ckptmap.readers._array_source import ArraySource, StoredArray, local_path
+from ckptmap.readers._array_source import ArraySource, StoredArray, local_path, open_array_file
+from ckptmap.storage.input_files import resolved_input
 
 __all__ = ["SafetensorsHeader", "find_safetensors", "open_safetensors", "read_header"]
 
@@ -83,11 +84,9 @@ def find_safetensors(path: str | os.PathLike[str]) -> Path | None:
     ``model.safetensors``, or exactly one of either kind. Reads no file.
     """
     found = local_path(path)
-    if found.is_file():
+    if not found.is_dir():  # any kind of file: opening it refuses what is not a regular file
         ok = found.name.endswith((".safetensors", INDEX_SUFFIX))
-        return found if ok else None
-    if not found.is_dir():
-        return None
+        return found if ok and (found.exists() or found.is_symlink()) else None
     for pattern in ("model" + INDEX_SUFFIX, "*" + INDEX_SUFFIX, "model.safetensors"):
         matches = sorted(found.glob(pattern))
         if len(matches) == 1:
@@ -144,7 +143,7 @@ def read_header(path: Path) -> SafetensorsHeader:
         InputError: if the file cannot be read.
     """
     try:
-        with open(path, "rb") as file:
+        with open_array_file(path) as file:
             size = os.fstat(file.fileno()).st_size
             if size < HEADER_SIZE:
                 raise CorruptCheckpointError(path, f"is {size} bytes, shorter than a header")
@@ -156,7 +155,7 @@ def read_header(path: Path) -> SafetensorsHeader:
                     f"(at most {MAX_HEADER_BYTES}; {_FIX})",
                 )
             raw = file.read(length)
-    except FileNotFoundError:
+    except MissingInputError:
         raise MissingInputError(path, "safetensors file not found") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror or err})") from err
@@ -268,12 +267,14 @@ def _arrays_of(header: SafetensorsHeader) -> tuple[list[StoredArray], str]:
 def _read_index(path: Path) -> dict[Path, set[str]]:
     """The shards an index JSON names, with the keys of each (reads only the index)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_INDEX_BYTES:
-            raise CorruptCheckpointError(
-                path, f"is {size} bytes; a safetensors index has at most {MAX_INDEX_BYTES}"
-            )
-        body = json.loads(path.read_bytes(), object_pairs_hook=json_object_no_duplicates)
+        with open_array_file(path) as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_INDEX_BYTES:
+                raise CorruptCheckpointError(
+                    path, f"is {size} bytes; a safetensors index has at most {MAX_INDEX_BYTES}"
+                )
+            text = file.read()
+        body = json.loads(text, object_pairs_hook=json_object_no_duplicates)
     except (UnicodeDecodeError, ValueError) as err:
         raise CorruptCheckpointError(path, f"is not JSON ({err})") from None
     except OSError as err:
@@ -288,8 +289,12 @@ def _read_index(path: Path) -> dict[Path, set[str]]:
                 path, f"names {name!r} as the shard of {key!r}; shards are files next to the index"
             )
         shard = path.parent / name
-        if not shard.is_file():
-            raise MissingInputError(shard, f"the shard of {key!r} named by {path.name} is missing")
+        try:
+            resolved_input(shard, path.parent)  # a regular file of the folder: checked, not opened
+        except MissingInputError:
+            raise MissingInputError(
+                shard, f"the shard of {key!r} named by {path.name} is missing"
+            ) from None
         files.setdefault(shard, set()).add(key)
     return files
 

@@ -158,3 +158,75 @@ def test_a_bad_npz_manifest_is_corrupt(tmp_path: Path) -> None:
         )
     with pytest.raises(CorruptCheckpointError, match="stored as float32"):
         open_source(path)
+
+
+# -- the model folder as a trust boundary (storage/input_files.py), for array files too ---
+
+
+def _sharded(folder: Path) -> Path:
+    from safetensors.numpy import save_file
+
+    folder.mkdir()
+    save_file({"a": TENSORS["a"]}, folder / "model-00001-of-00002.safetensors")
+    save_file({"b/c": TENSORS["b/c"]}, folder / "model-00002-of-00002.safetensors")
+    weight_map = {
+        "a": "model-00001-of-00002.safetensors",
+        "b/c": "model-00002-of-00002.safetensors",
+    }
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return folder
+
+
+def _fifo(path: Path) -> None:
+    import os
+
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _link_out(path: Path) -> None:
+    outside = path.parent.parent / f"outside-{path.name}"
+    path.rename(outside)
+    path.symlink_to(outside)
+
+
+@pytest.mark.parametrize("make", [_fifo, _link_out], ids=["fifo", "link-out-of-the-folder"])
+@pytest.mark.parametrize(
+    "victim",
+    ["model.safetensors", "model.npz", "model-00002-of-00002.safetensors"],
+    ids=["safetensors", "npz", "shard"],
+)
+def test_a_special_or_outside_array_file_is_refused_unopened(
+    tmp_path: Path, make: Callable[[Path], None], victim: str
+) -> None:
+    """One line, exit 3, at once: a FIFO would block the open forever if it were opened."""
+    import subprocess
+    import sys
+
+    if victim.startswith("model-"):
+        folder = _sharded(tmp_path / "model")
+    else:
+        folder = tmp_path / "model"
+        folder.mkdir()
+        (_good if victim.endswith(".safetensors") else _npz)(folder / victim)
+    make(folder / victim)
+    done = subprocess.run(
+        [sys.executable, "-m", "ckptmap", "inspect", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert victim in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_link_inside_the_folder_is_followed(tmp_path: Path) -> None:
+    folder = _sharded(tmp_path / "model")
+    shard = folder / "model-00002-of-00002.safetensors"
+    shard.rename(folder / "stored.bin")
+    shard.symlink_to("stored.bin")
+    with open_source(folder) as source:
+        np.testing.assert_array_equal(source.read("b/c"), TENSORS["b/c"])
+        np.testing.assert_array_equal(source.read_box("b/c", ((0, 1),)), TENSORS["b/c"][:1])
