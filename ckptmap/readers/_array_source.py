@@ -199,16 +199,9 @@ class ArraySource:
             try:
                 flat = np.frombuffer(self._map(stored.path), raw_type, count, stored.offset)
             except ValueError:
-                raise CorruptCheckpointError(
-                    stored.path,
-                    f"the bytes of {key!r} lie past the end of the file (it was truncated "
-                    "after it was opened; copy it again)",
-                ) from None
-        if raw_type.byteorder == ">":
-            flat = flat.astype(raw_type.newbyteorder("<"))
-        values = flat.view(stored.dtype.numpy)
+                raise _cut_short(stored) from None
         shape = stored.shape[::-1] if stored.fortran else stored.shape
-        out: np.ndarray = values.reshape(shape)
+        out = _values(stored, flat, shape)
         if stored.fortran:
             out = out.T
         out.flags.writeable = False
@@ -248,15 +241,8 @@ class ArraySource:
         except OSError as err:
             raise InputError(f"{stored.path}: cannot read ({err})") from err
         if len(data) != size:
-            raise CorruptCheckpointError(
-                stored.path,
-                f"the bytes of {stored.key!r} lie past the end of the file (it was truncated "
-                "after it was opened; copy it again)",
-            )
-        flat = np.frombuffer(data, raw_type)
-        if raw_type.byteorder == ">":
-            flat = flat.astype(raw_type.newbyteorder("<"))
-        rows = flat.view(stored.dtype.numpy).reshape((stop - first, *stored.shape[1:]))
+            raise _cut_short(stored)
+        rows = _values(stored, np.frombuffer(data, raw_type), (stop - first, *stored.shape[1:]))
         index: tuple[Any, ...] = (slice(None), *[slice(a, b) for a, b in rest], Ellipsis)
         part: np.ndarray = rows[index]
         part.flags.writeable = False
@@ -307,6 +293,22 @@ class ArraySource:
 
     def __repr__(self) -> str:
         return f"ArraySource({self.format!r}, {self.url!r}, {len(self._arrays)} tensors)"
+
+
+def _values(stored: StoredArray, flat: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Stored elements as ``stored``'s dtype in ``shape``, little-endian (a copy only to swap)."""
+    if flat.dtype.byteorder == ">":
+        flat = flat.astype(flat.dtype.newbyteorder("<"))
+    values: np.ndarray = flat.view(stored.dtype.numpy).reshape(shape)
+    return values
+
+
+def _cut_short(stored: StoredArray) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        stored.path,
+        f"the bytes of {stored.key!r} lie past the end of the file (it was truncated "
+        "after it was opened; copy it again)",
+    )
 
 
 def local_path(path: str | os.PathLike[str]) -> Path:
