@@ -19,6 +19,7 @@ __all__ = ["SAVED_MODEL_PB", "graph_beside", "graph_with_tables", "read_bytes"]
 
 SAVED_MODEL_PB = "saved_model.pb"
 _TABLE_IMPORT = b"LookupTableImport"  # the op name a table's restore uses (V1 and V2 ops)
+_SCAN_BLOCK = 1 << 18  # bytes of a graph searched at a time
 
 
 def read_bytes(path: Path, folder: Path | None = None) -> bytes:
@@ -67,7 +68,37 @@ def graph_with_tables(checkpoint: str) -> tuple[Path, bytes] | None:
     if graph is None:
         return None
     try:
-        data = read_bytes(graph, graph.parent)
+        if not _holds(graph, _TABLE_IMPORT):
+            return None
+        return graph, read_bytes(graph, graph.parent)
     except (MissingInputError, GraphError):
         return None
-    return (graph, data) if _TABLE_IMPORT in data else None
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    """Whether the file holds ``needle``, read through one small buffer.
+
+    A graph can be tens of megabytes, and most hold no table: searching it a
+    block at a time (the block's end kept, so a match across two blocks is
+    found) spares allocating and filling its whole size.
+    """
+    keep = len(needle) - 1
+    buffer = bytearray(_SCAN_BLOCK + keep)
+    view = memoryview(buffer)
+    try:
+        with os.fdopen(open_input(path, path.parent), "rb", buffering=0) as handle:
+            start = 0
+            while count := handle.readinto(view[start:]):
+                end = start + count
+                if buffer.find(needle, 0, end) >= 0:
+                    return True
+                if end >= keep:
+                    buffer[:keep] = buffer[end - keep : end]
+                    start = keep
+                else:
+                    start = end
+    except FileNotFoundError:
+        raise MissingInputError(path, "no such file") from None
+    except OSError as err:
+        raise GraphError(f"{path}: cannot read the file ({err.strerror})") from err
+    return False
