@@ -40,7 +40,6 @@ from ckptmap.formats.slice_key import (
     is_slice_key,
     key_label,
     slice_key_tensor,
-    sliced_name,
 )
 from ckptmap.formats.string_layout import LENGTH_CHECKSUM_SIZE
 from ckptmap.formats.table import BUNDLE_VERSION
@@ -137,7 +136,6 @@ class BundleIndex:
         self._check_slice_owners(table.keys[1:tensors_at])
         self._entries: dict[bytes, TensorEntry] = {}
         self._slices: dict[str, tuple[tuple[SliceSpec, TensorEntry], ...]] = {}
-        self._slice_names: dict[bytes, str] = {}  # slice key -> "'key[slice spec]'"
         self._tiled: set[str] = set()  # partitioned keys whose slices tile them
         # (dtype enum, raw shape bytes) of a plain entry -> its checked dtype and shape,
         # and the size in bytes its data must have (-1 for strings, whose size varies)
@@ -274,7 +272,7 @@ class BundleIndex:
 
     def describe(self, entry: TensorEntry) -> str:
         """The user's name for an entry: its key, or its tensor and slice for a slice entry."""
-        return self._slice_names.get(_raw(entry.key), repr(key_label(entry.key)))
+        return repr(key_label(entry.key))
 
     def _entry(self, raw: bytes, where: str | None = None) -> TensorEntry:
         """The decoded entry under ``raw``; ``where`` names it in messages (default: its key)."""
@@ -440,18 +438,15 @@ class BundleIndex:
         full = self.entry(key)
         raw = _raw(key)
         parts: list[tuple[SliceSpec, TensorEntry]] = []
-        for spec in full.slices:
-            name = repr(sliced_name(key, spec.extents))
-            where = f"tensor {name}"
+        for spec in full.slices:  # messages name a slice as key_label does: 'key[spec]'
             slice_key = encode_slice_key(raw, spec.extents)
             if slice_key not in self._values:
-                raise self.corrupt(f"{where} has no entry in the index")
-            self._slice_names.setdefault(slice_key, name)
-            part = self._entry(slice_key, where)
+                raise self.corrupt(f"tensor {key_label(slice_key)!r} has no entry in the index")
+            part = self._entry(slice_key)
             if part.slices or part.dtype != full.dtype or part.shape != spec.shape:
                 raise self.corrupt(
-                    f"{where} is stored as {part.dtype.name} {list(part.shape)}, expected "
-                    f"{full.dtype.name} {list(spec.shape)}"
+                    f"tensor {key_label(slice_key)!r} is stored as {part.dtype.name} "
+                    f"{list(part.shape)}, expected {full.dtype.name} {list(spec.shape)}"
                 )
             parts.append((spec, part))
         self._slices[key] = tuple(parts)
