@@ -357,8 +357,8 @@ def _convert_url(writer: Zarr3Writer, location: StoreLocation, *, force: bool) -
         "cannot write",
     )
     writer.write(location, context)
-    tensorstore_result(
-        root.delete_range(_one_key(INCOMPLETE_MARKER)),
+    tensorstore_result(  # one DELETE of the key, not a listed range (see KvLocation.delete)
+        root.write(INCOMPLETE_MARKER, None),
         location.text,
         "cannot remove the in-progress marker",
     )
@@ -400,9 +400,3 @@ def _all_keys() -> Any:
     import tensorstore as ts
 
     return ts.KvStore.KeyRange()
-
-
-def _one_key(key: str) -> Any:
-    import tensorstore as ts
-
-    return ts.KvStore.KeyRange(key, key + "\0")

@@ -111,10 +111,8 @@ def test_remap_to_a_bucket_writes_the_local_bytes(bucket_url: str, tmp_path: Pat
     assert objects(out) == uploaded  # the writer is deterministic
 
 
-def test_convert_to_a_bucket(s3_bucket: str, tmp_path: Path) -> None:
-    # S3 only: convert.py removes its in-progress marker with delete_range, which the GCS
-    # emulator turns into "delete the whole bucket" (it ignores a listing's key range)
-    store = f"s3://{s3_bucket}/ffm_v1_ps2.zarr"
+def test_convert_to_a_bucket(bucket_url: str, tmp_path: Path) -> None:
+    store = f"{bucket_url}/ffm_v1_ps2.zarr"
     result = run("convert", "--old", str(OLD), "--to", "zarr3", "--out", store)
     assert result.exit_code == 0, result.stderr
     with open_source(store) as converted, open_source(OLD) as original:
@@ -125,6 +123,12 @@ def test_convert_to_a_bucket(s3_bucket: str, tmp_path: Path) -> None:
     result = run("convert", "--old", str(OLD), "--to", "zarr3", "--out", str(local))
     assert result.exit_code == 0, result.stderr
     assert objects(f"{store}/") == files(local)  # the same store, object for file
+    again = run("convert", "--old", str(OLD), "--to", "zarr3", "--out", store)
+    assert again.exit_code == 4
+    assert "a store already exists here (pass --force to replace it)" in again.stderr
+    result = run("convert", "--old", str(OLD), "--to", "zarr3", "--out", store, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert objects(f"{store}/") == files(local)
 
 
 def test_a_killed_uploads_leftovers_go_with_the_next_write(bucket_url: str) -> None:
