@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckptmap._lazy import export
+from ckptmap.cli.options import commands
 from ckptmap.cli.options._click import click_options, config_option, option_help, resolve_click
 from ckptmap.cli.options._config import ConfigFile, find_pyproject, key_line, read_config
 from ckptmap.cli.options._help import extract_help_info
@@ -25,17 +26,7 @@ from ckptmap.cli.options.commands import COMMAND_OPTIONS
 
 # the options dataclasses, each command's module imported on first use (see commands/)
 _EXPORTS = dict.fromkeys(
-    [
-        "AliasOptions",
-        "AssetMode",
-        "CheckOptions",
-        "ConvertOptions",
-        "DiffOptions",
-        "InspectOptions",
-        "PlanOptions",
-        "RemapOptions",
-        "StoreFormat",
-    ],
+    (name for name in commands.__all__ if name not in ("COMMAND_OPTIONS", "byte_size")),
     "commands",
 )
 
