@@ -96,7 +96,11 @@ class Writeback:
             self._thread.start()
 
     def finish(self) -> None:
-        """Drop pending requests and wait for the one in progress. Idempotent."""
+        """Drop pending requests and wait for the one in progress. Idempotent.
+
+        Afterwards no request touches any file, so one may be closed; later
+        :meth:`wrote` calls start writeback again.
+        """
         with self._wake:
             self._stopping = True
             self._jobs.clear()
@@ -105,6 +109,7 @@ class Writeback:
             self._thread.join()
             self._thread = None
         self._marks.clear()
+        self._stopping = False
 
     def _run(self) -> None:
         sync = getattr(os, "fdatasync", os.fsync)

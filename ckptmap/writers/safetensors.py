@@ -47,6 +47,7 @@ from ckptmap.writers._tensor_bytes import (
     Writeback,
     pwrite_all,
 )
+from ckptmap.writers.shard_cut import starts_new_shard
 
 if TYPE_CHECKING:
     from ckptmap.readers.source import Source
@@ -76,7 +77,7 @@ def plan_shards(sizes: Mapping[str, int], max_shard_size: int) -> list[list[str]
     shards: list[list[str]] = [[]]
     used = 0
     for key, size in sizes.items():
-        if shards[-1] and used + size > max_shard_size:
+        if starts_new_shard(used, size, max_shard_size):
             shards.append([])
             used = 0
         shards[-1].append(key)

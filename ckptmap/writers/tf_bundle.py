@@ -85,6 +85,7 @@ from ckptmap.writers._table import TableBuilder
 from ckptmap.writers._writeback import STEP as _WRITEBACK_STEP
 from ckptmap.writers._writeback import Writeback
 from ckptmap.writers.commit import Commit, open_commit
+from ckptmap.writers.shard_cut import starts_new_shard
 
 __all__ = ["BundleWriter", "CommitResult", "data_path", "slice_entry_key"]
 
@@ -159,6 +160,7 @@ class _Shard:
     file: IO[bytes]
     size: int = 0
     linked: bool = False  # an existing data file taken over by add_linked_shard()
+    finished: bool = False  # closed and named: nothing more goes into it
 
 
 class BundleWriter:
@@ -172,12 +174,20 @@ class BundleWriter:
         prefix: the checkpoint prefix, e.g. ``out/model.ckpt-100``, or a URL
             (``gs://bucket/run/model.ckpt-100``). Missing folders are created
             (and removed again if nothing is committed).
-        num_shards: number of data shards. Tensors added without ``shard=`` go
-            to the shard holding the fewest bytes so far (lowest id on ties).
-        max_shard_bytes: instead of a fixed count, start a new shard whenever
-            the next tensor would push the current one past this many bytes
-            (a larger tensor gets a shard of its own). The shard count is known
-            only at commit. Cannot be combined with ``num_shards`` or ``shard=``.
+        num_shards: number of data shards (default 1). Tensors added without
+            ``shard=`` go to the shard holding the fewest bytes so far (lowest
+            id on ties), so all shards are complete only at :meth:`commit`.
+        max_shard_bytes: fill shards one after another instead: the next
+            tensor goes to the current shard unless it would push it past this
+            many bytes (a larger tensor gets a shard of its own;
+            :mod:`ckptmap.writers.shard_cut`). Without ``num_shards`` a new
+            shard is opened each time and the count is known only at commit.
+            With ``num_shards`` (from :func:`~ckptmap.writers.shard_cut.count_shards`
+            of the planned sizes) the names are known from the start, so a full
+            shard is finished at once (fsynced, named, and uploaded while the
+            writer goes on, for a URL); the last shard takes whatever is left,
+            and shards never reached are written empty. Cannot be combined
+            with ``shard=`` or linked shards.
         force: replace an existing checkpoint at ``prefix``. The old files stay
             untouched until :meth:`commit`; old data shards that the new
             checkpoint does not overwrite are removed after the new index is in
@@ -204,7 +214,7 @@ class BundleWriter:
         self,
         prefix: PathLike,
         *,
-        num_shards: int = 1,
+        num_shards: int | None = None,
         max_shard_bytes: int | None = None,
         force: bool = False,
         byte_order: str = "<",
@@ -212,17 +222,20 @@ class BundleWriter:
     ) -> None:
         if byte_order not in ("<", ">"):
             raise UsageError(f"byte_order must be '<' or '>', not {byte_order!r}")
-        if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
+        if num_shards is not None and (
+            isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1
+        ):
             raise UsageError(f"num_shards must be a positive integer, not {num_shards!r}")
         if max_shard_bytes is not None:
             if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int):
                 raise UsageError(f"max_shard_bytes must be an integer, not {max_shard_bytes!r}")
             if max_shard_bytes < 1:
                 raise UsageError(f"max_shard_bytes must be positive, not {max_shard_bytes}")
-            if num_shards != 1:
-                raise UsageError("give either num_shards or max_shard_bytes, not both")
         self._byte_order = byte_order
         self._max_shard_bytes = max_shard_bytes
+        # shards filled in turn, their count known now: finished as soon as they are full
+        self._planned = num_shards if max_shard_bytes is not None else None
+        self._current = 0  # the shard being filled, when filling in turn
         self._token = new_token()
         self._entries: dict[bytes, Entry] = {}
         self._shards: list[_Shard] = []
@@ -241,7 +254,7 @@ class BundleWriter:
             self._output, self._owns_output = output, False
         self._prefix = Path(self._output.prefix)
         try:
-            for _ in range(num_shards):
+            for _ in range(1 if max_shard_bytes is not None else num_shards or 1):
                 self._open_shard()
         except BaseException:
             self.abort()
@@ -268,8 +281,8 @@ class BundleWriter:
 
     @property
     def num_shards(self) -> int:
-        """Shards opened so far (final count once committed)."""
-        return len(self._shards)
+        """The shard count, when known; else the shards opened so far (final once committed)."""
+        return len(self._shards) if self._planned is None else self._planned
 
     @property
     def output(self) -> Commit:
@@ -646,18 +659,20 @@ class BundleWriter:
         self._check_open()
         self._check_slices()
         output = self._output
+        try:
+            while len(self._shards) < self.num_shards:  # planned shards never reached: empty
+                self._open_shard()
+        except BaseException:
+            self.abort()
+            raise
         num_shards = len(self._shards)
         names = [data_path(output.name, i, num_shards).name for i in range(num_shards)]
         index_name = f"{output.name}.index"
         try:
             self._writeback.finish()
-            for shard, name in zip(self._shards, names, strict=True):
-                shard.file.flush()
-                os.fsync(shard.file.fileno())
-                shard.file.close()
-                os.rename(shard.temp, output.stage_path(name))
-                self._temps.remove(shard.temp)
-                output.finished(name)  # a URL output starts uploading it
+            for sid, shard in enumerate(self._shards):
+                if not shard.finished:
+                    self._finish_shard(sid)
             index_bytes = self._write_index(output.stage_path(index_name), num_shards)
         except OSError as err:
             raise self._fail(self._prefix, err) from err
@@ -759,14 +774,41 @@ class BundleWriter:
         self._shards.append(_Shard(temp, file))
         return index
 
+    def _finish_shard(self, sid: int) -> None:
+        """Close shard ``sid`` for good: fsync it, give it its final name, publish it.
+
+        A URL output starts uploading it (``Commit.finished``) while the writer goes on.
+        """
+        shard = self._shards[sid]
+        name = data_path(self._output.name, sid, self.num_shards).name
+        try:
+            shard.file.flush()
+            os.fsync(shard.file.fileno())
+            shard.file.close()
+            os.rename(shard.temp, self._output.stage_path(name))
+        except OSError as err:
+            raise self._fail(self._prefix, err) from err
+        self._temps.remove(shard.temp)
+        shard.finished = True
+        try:
+            self._output.finished(name)
+        except BaseException:
+            self.abort()
+            raise
+
     def _pick_shard(self, shard: int | None, size: int) -> int:
         if self._max_shard_bytes is not None:
             if shard is not None:
                 raise UsageError("shard= cannot be combined with max_shard_bytes")
             current = self._shards[-1]
-            if current.size > 0 and current.size + size > self._max_shard_bytes:
-                return self._open_shard()
-            return len(self._shards) - 1
+            if not starts_new_shard(current.size, size, self._max_shard_bytes):
+                return len(self._shards) - 1
+            if self._planned is not None:
+                if len(self._shards) == self._planned:  # the last one takes the rest
+                    return len(self._shards) - 1
+                self._writeback.finish()  # nothing may touch the file while it is closed
+                self._finish_shard(len(self._shards) - 1)
+            return self._open_shard()
         count = len(self._shards)
         if shard is None:
             own = [i for i in range(count) if not self._shards[i].linked]

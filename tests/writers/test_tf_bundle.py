@@ -36,6 +36,7 @@ from ckptmap.proto import ckptmap_tf_pb2 as pb
 from ckptmap.readers import Checkpoint, TensorEntry, open_checkpoint
 from ckptmap.split import SliceSpec
 from ckptmap.writers import BundleWriter, CommitResult, data_path, slice_entry_key
+from ckptmap.writers.shard_cut import count_shards
 
 PREFIXES = sorted(
     str(p)[: -len(".index")] for p in FIXTURES.rglob("*.index") if "golden" not in p.parts
@@ -288,7 +289,7 @@ def checkpoints(draw: st.DrawFn) -> dict[str, Any]:
         dtype = draw(st.sampled_from(ALL_DTYPES))
         value, shape = draw(tensors(dtype))
         tensors_.append((name, dtype, value, draw(slicings(shape))))
-    sharding = draw(st.sampled_from(["one", "fixed", "explicit", "max_bytes"]))
+    sharding = draw(st.sampled_from(["one", "fixed", "explicit", "max_bytes", "in_turn"]))
     return {
         "tensors": tensors_,
         "sharding": sharding,
@@ -306,6 +307,8 @@ def test_round_trip_through_the_reader(case: dict[str, Any]) -> None:
             options["num_shards"] = case["num_shards"]
         elif case["sharding"] == "max_bytes":
             options["max_shard_bytes"] = 16
+        elif case["sharding"] == "in_turn":  # a count that may be too small or too large
+            options.update(num_shards=case["num_shards"], max_shard_bytes=16)
         with BundleWriter(Path(tmp) / "ckpt", **options) as writer:
             for i, (name, dtype, value, slices) in enumerate(case["tensors"]):
                 shard = i % case["num_shards"] if case["sharding"] == "explicit" else None
@@ -385,6 +388,55 @@ def test_max_shard_bytes_opens_new_shards(tmp_path: Path) -> None:
         assert [ckpt.entry(f"t{i}").shard_id for i in range(6)] == [0, 0, 1, 2, 2, 3]
         for i, n in enumerate(sizes):
             assert ckpt.read(f"t{i}", verify=True).tolist() == [i] * n
+
+
+def test_shards_filled_in_turn_are_finished_as_soon_as_they_are_full(tmp_path: Path) -> None:
+    """With the count planned (count_shards), a full shard gets its final name at once."""
+    sizes = [40, 40, 30, 100, 0, 8]
+    count = count_shards(sizes, 100)
+    assert count == 4
+    done: list[list[int]] = []
+    with BundleWriter(tmp_path / "m", num_shards=count, max_shard_bytes=100) as writer:
+        assert writer.num_shards == 4
+        stage = writer.output.stage_folder
+        for i, n in enumerate(sizes):
+            writer.add_array(f"t{i}", np.full(n, i, np.uint8))
+            done.append([k for k in range(4) if (stage / data_path("m", k, 4).name).exists()])
+        result = writer.commit()
+    assert done == [[], [], [0], [0, 1], [0, 1], [0, 1, 2]]
+    # the same files as when the count is found while writing
+    with BundleWriter(tmp_path / "open" / "m", max_shard_bytes=100) as writer:
+        for i, n in enumerate(sizes):
+            writer.add_array(f"t{i}", np.full(n, i, np.uint8))
+        reference = writer.commit()
+    assert [p.read_bytes() for p in result.data_paths] == [
+        p.read_bytes() for p in reference.data_paths
+    ]
+    assert result.index_path.read_bytes() == reference.index_path.read_bytes()
+
+
+@pytest.mark.parametrize(("count", "expected"), [(2, [80, 138]), (6, [80, 30, 100, 8, 0, 0])])
+def test_a_planned_count_that_does_not_fit(tmp_path: Path, count: int, expected: list[int]) -> None:
+    """Too few shards: the last takes the rest; too many: the ones never reached are empty."""
+    sizes = [40, 40, 30, 100, 0, 8]
+    with BundleWriter(tmp_path / "m", num_shards=count, max_shard_bytes=100) as writer:
+        for i, n in enumerate(sizes):
+            writer.add_array(f"t{i}", np.full(n, i, np.uint8))
+        result = writer.commit()
+    assert [p.stat().st_size for p in result.data_paths] == expected
+    assert result.data_paths[-1].name == f"m.data-{count - 1:05d}-of-{count:05d}"
+    with open_checkpoint(result.prefix) as ckpt:
+        assert ckpt.num_shards == count
+        for i, n in enumerate(sizes):
+            assert ckpt.read(f"t{i}", verify=True).tolist() == [i] * n
+
+
+def test_a_writer_filling_in_turn_leaves_nothing_when_aborted(tmp_path: Path) -> None:
+    with BundleWriter(tmp_path / "m", num_shards=3, max_shard_bytes=10) as writer:
+        writer.add_array("a", np.zeros(8, np.uint8))
+        writer.add_array("b", np.zeros(8, np.uint8))  # shard 0 is finished: staged, named
+        writer.abort()
+    assert _files(tmp_path) == []
 
 
 def test_one_tensor_larger_than_max_shard_bytes_gets_its_own_shard(tmp_path: Path) -> None:
@@ -759,7 +811,7 @@ def test_duplicate_keys(tmp_path: Path) -> None:
     [
         ({"num_shards": 0}, "positive integer"),
         ({"max_shard_bytes": 0}, "positive"),
-        ({"num_shards": 2, "max_shard_bytes": 10}, "not both"),
+        ({"num_shards": True, "max_shard_bytes": 10}, "positive integer"),
         ({"byte_order": "="}, "byte_order"),
     ],
 )
