@@ -60,17 +60,23 @@ def _restore_and_compare(tf: Any, meta: Path, prefix: Path, old: Path) -> int:
         ("ffm_v1", "ffm_v2_ps3/model.ckpt-100.meta", "ffm_v2_ps3/model.ckpt-100.meta"),
     ],
 )
-@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+@pytest.mark.parametrize(
+    "write", [(), ("--link",), ("--shard-size", "10KiB")], ids=["copy", "link", "shard-size"]
+)
 def test_saver_restores_remapped_checkpoint(
-    tf: Any, tmp_path: Path, old: str, new_graph: str, meta: str, link: bool
+    tf: Any, tmp_path: Path, old: str, new_graph: str, meta: str, write: tuple[str, ...]
 ) -> None:
     out = tmp_path / "new"
     _remap(
         "--old", FIXTURES / old, "--new-graph", FIXTURES / new_graph, "--out", f"{out}/",
-        "--rule", RULE, *(["--link"] if link else []),
+        "--rule", RULE, *write,
     )  # fmt: skip
     prefix = Path(tf.train.latest_checkpoint(str(out)))
     assert prefix == out / "model.ckpt-100"
+    shards = sorted(out.glob("model.ckpt-100.data-*"))
+    if write and write[0] == "--shard-size":  # filled in turn: 74 KiB in files of <= 10 KiB
+        assert len(shards) >= 7
+        assert all(p.stat().st_size <= 10 << 10 for p in shards[:-1])
     checked = _restore_and_compare(tf, FIXTURES / meta, prefix, FIXTURES / old)
     assert checked == 27 + 3 * 2  # 27 keys; the embedding and its two slots have 3 parts each
 

@@ -13,6 +13,7 @@ import click
 from ckptmap.cli._output import console, err_console, reported_errors
 from ckptmap.cli._plan_view import print_explain, print_problems, summary_line, written_line
 from ckptmap.cli.options import (
+    DEFAULT,
     AliasOptions,
     CheckOptions,
     PlanOptions,
@@ -144,8 +145,9 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
     becomes a model folder with a `checkpoint` state file. --old, --new-graph
     and --out may be URLs (file://, memory://, http(s)://, gs://, s3://): the
     old tensors are then read by byte range, and a URL output is staged in a
-    local temporary folder and uploaded index last (docs/remote.md). With
-    --json, "io" counts the bytes and requests that went to remote stores.
+    local temporary folder and uploaded index last, each data shard (at most
+    64MiB by default, --shard-size) as soon as it is full (docs/remote.md).
+    With --json, "io" counts the bytes and requests that went to remote stores.
 
     Progress goes to stderr: on a terminal a live bar (bytes done/total, rate,
     time left); in a pipe or CI log a plain line every 5 seconds while the
@@ -160,13 +162,20 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
       ckptmap remap --old model_dir/ --new-graph new.pbtxt --out new_dir/ \\
           --clear-nn --continue-training
     """
+    from ckptmap.cli.options.commands import byte_size
     from ckptmap.migration import CheckReport, Verdict, execute, plan_from
+    from ckptmap.migration.execute import check_sharding
     from ckptmap.migration.verdict import PARTIAL_RESTORE, partial_sentence
     from ckptmap.storage import measure_io
     from ckptmap.storage.range_reads import read_options
 
     with reported_errors(), measure_io() as io:
-        opts = resolve_click(ctx, RemapOptions).options
+        resolved = resolve_click(ctx, RemapOptions)
+        opts = resolved.options
+        # a count the user set (even 1) is kept; left at its default, a URL output is cut by size
+        shards = None if resolved.sources["shards"] == DEFAULT else opts.shards
+        shard_bytes = None if opts.shard_size is None else byte_size(opts.shard_size)
+        check_sharding(shards, shard_bytes, opts.link)  # before any planning
         plan = plan_from(_plan_inputs(opts))
         if opts.junit is not None:
             _write_junit(opts.junit, CheckReport(plan).to_junit())
@@ -184,7 +193,8 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
                 plan,
                 opts.out,
                 force=opts.force,
-                shards=opts.shards,
+                shards=shards,
+                shard_bytes=shard_bytes,
                 assets=opts.on_existing_assets.value,
                 link=opts.link,
                 progress=progress,

@@ -22,7 +22,11 @@ from ckptmap.migration.write import Linker, Progress, piece_bytes_for, write_ten
 from ckptmap.storage import is_url, location_text
 from ckptmap.storage.range_reads import ReadOptions
 from ckptmap.writers.commit import open_commit
+from ckptmap.writers.shard_cut import count_shards
 from ckptmap.writers.tf_bundle import BundleWriter
+
+URL_SHARD_BYTES = 64 << 20
+"""Default shard size of a remap to a URL: each full shard is uploaded while the next is written."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,41 @@ def _check_output(prefix: str, old_prefix: Path) -> None:
         raise OutputError(f"{parent}: exists and is not a folder; choose another --out")
 
 
+def check_sharding(shards: int | None, shard_bytes: int | None, link: bool) -> None:
+    """Refuse a shard size combined with a shard count or with ``link``.
+
+    Raises:
+        UsageError: naming the options that cannot go together.
+    """
+    if shard_bytes is None:
+        return
+    if isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int) or shard_bytes < 1:
+        raise UsageError(f"the shard size must be a positive number of bytes, not {shard_bytes!r}")
+    if shards is not None:
+        raise UsageError("give either --shards or --shard-size, not both")
+    if link:
+        raise UsageError(
+            "--link reuses the old data files as they are, so --shard-size cannot cut them"
+            " (drop one of the two)"
+        )
+
+
+def _shard_limit(shard_bytes: int | None, shards: int | None, to_url: bool) -> int | None:
+    """The size limit of shards filled in turn, or None for ``shards`` filled together."""
+    if shard_bytes is None and shards is None and to_url:
+        return URL_SHARD_BYTES
+    return shard_bytes
+
+
+def plan_sizes(plan: RemapPlan) -> list[int]:
+    """The planned bytes of every stored piece, in the order :func:`execute` writes them.
+
+    Strings count 0 (their size is known only on reading), and the object graph
+    of a TF2 checkpoint (a few KiB, written last) is not counted.
+    """
+    return [p.nbytes for t in (*plan.tensors, *plan.filled) for p in t.pieces]
+
+
 def refuse_unaccepted(plan: RemapPlan) -> None:
     """Raise :class:`UnresolvedError` unless the plan's verdict allows writing it."""
     if plan.accepted:
@@ -132,7 +171,8 @@ def execute(
     out: str | os.PathLike[str],
     *,
     force: bool = False,
-    shards: int = 1,
+    shards: int | None = None,
+    shard_bytes: int | None = None,
     assets: str = "link",
     link: bool = False,
     verify: bool = True,
@@ -154,7 +194,14 @@ def execute(
             planned with ``fill_from`` are read from that checkpoint.
         out: the output prefix, or a folder to become a model folder.
         force: replace an existing checkpoint at the output prefix.
-        shards: number of data shards to write.
+        shards: number of data shards to write, filled together (each piece
+            goes to the smallest).
+        shard_bytes: write data shards of at most this many bytes instead
+            (a larger piece gets one of its own), filled one after another in
+            the plan's order; each is finished as soon as it is full, and an
+            output at a URL uploads it while the rest is written. Not with
+            ``shards`` or ``link``. Given neither, a local output gets one
+            shard and one at a URL shards of :data:`URL_SHARD_BYTES`.
         assets: ``link`` (hard links, copies where links fail), ``copy`` or ``skip``.
         link: reuse the old data shards instead of copying them: each old shard
             that holds a piece stored unchanged (or one contiguous run of an old
@@ -192,6 +239,12 @@ def execute(
         raise UsageError("--link reuses TensorFlow data files; a zarr store has none")
     prefix, model_dir = resolve_output(out, plan.output_name)
     _check_output(prefix, plan.old_prefix)
+    check_sharding(shards, shard_bytes, link)
+    shard_bytes = _shard_limit(shard_bytes, shards, is_url(prefix))
+    if shard_bytes is None:
+        num_shards = 1 if shards is None else shards
+    else:
+        num_shards = count_shards(plan_sizes(plan), shard_bytes)
     from ckptmap.readers.source import can_copy_bytes, open_source
 
     bytes_written = 0
@@ -202,7 +255,11 @@ def execute(
     ):
         notes = stage_assets(output, plan.old_prefix, plan.old_assets, assets)
         with BundleWriter(
-            output.prefix, num_shards=shards, byte_order=source.byte_order, output=output
+            output.prefix,
+            num_shards=num_shards,
+            max_shard_bytes=shard_bytes,
+            byte_order=source.byte_order,
+            output=output,
         ) as w:
             if link and can_copy_bytes(source):
                 linker = Linker(w, source)

@@ -184,6 +184,8 @@ class UrlCommit(Commit):
         path = self.stage_folder / name
         try:
             size = path.stat().st_size
+            while self._in_flight and self._in_flight[0].pending.done():
+                self._finish_oldest()  # stored: its staged copy goes now, not at the commit
             while self._in_flight and (
                 len(self._in_flight) >= UPLOAD_IN_FLIGHT_FILES
                 or sum(u.size for u in self._in_flight) + size > UPLOAD_IN_FLIGHT_BYTES

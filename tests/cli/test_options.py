@@ -391,7 +391,7 @@ def test_option_specs_of_remap_cover_every_kind() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("shards", "The number of .data shards to write. [int; default: 1]"),
+        ("shards", "The number of .data shards to write, filled together. [int; default: 1]"),
         (
             "auto",
             "Generate the remaining aliases with Monolith's heuristics. [bool; default: true]",

@@ -10,6 +10,7 @@ the old checkpoint) until the index is written, and the next run cleans up.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -124,6 +125,65 @@ def test_remap_uploads_each_shard_as_the_writer_finishes_it(
             assert uploaded[name] == data, name
 
 
+def test_shards_of_a_size_go_up_one_by_one_while_the_next_is_written(
+    bucket_url: str, tmp_path: Path, local_tmp: Path
+) -> None:
+    """--shard-size: shard k is uploaded before shard k+1 is begun (so before it is full)."""
+    out = f"{bucket_url}/in-turn/"
+    seen: list[tuple[str, set[str], int]] = []  # (step, staged final names, data files begun)
+
+    def record(label: str) -> None:
+        begun = [
+            p
+            for p in local_tmp.glob(f"{STAGING_PREFIX}*/*")
+            if ".data-" in p.name or ".ckptmap-tmp-" in p.name and "-data-" in p.name
+        ]
+        seen.append((label, _staged_names(local_tmp), len(begun)))
+
+    set_fault_hook(record)
+    try:
+        result = run(*remap_args(out), "--shard-size", "30KiB")
+    finally:
+        set_fault_hook(None)
+    assert result.exit_code == 0, result.stderr
+    shards = [f"{PREFIX}.data-{i:05d}-of-00003" for i in range(3)]
+    uploads = [(names, begun) for label, names, begun in seen if label.startswith("upload#")]
+    for k in (0, 1):  # the first upload step that sees shard k staged is shard k's own
+        names, begun = next((names, begun) for names, begun in uploads if shards[k] in names)
+        assert shards[k + 1] not in names, seen
+        assert begun <= k + 1, seen  # shards k+1 and later not even opened yet
+    local = tmp_path / "local"
+    assert run(*remap_args(f"{local}/"), "--shard-size", "30KiB").exit_code == 0
+    assert sorted(p.name for p in local.glob("*.data-*")) == shards
+    uploaded = objects(out)
+    assert uploaded.keys() == files(local).keys()
+    for name, data in files(local).items():
+        if name != "checkpoint":
+            assert uploaded[name] == data, name
+
+
+def test_a_url_output_is_cut_into_shards_by_default(
+    s3_bucket: str, tmp_path: Path, local_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --shards or --shard-size a URL output takes URL_SHARD_BYTES; a local one, 1 shard."""
+    execute = importlib.import_module("ckptmap.migration.execute")  # the module, not the function
+    monkeypatch.setattr(execute, "URL_SHARD_BYTES", 30 << 10)
+    out = f"s3://{s3_bucket}/default/"
+    assert run(*remap_args(out)).exit_code == 0
+    names = KvLocation(out).list() or []
+    expected = [f"{PREFIX}.data-{i:05d}-of-00003" for i in range(3)]
+    assert [n for n in names if ".data-" in n] == expected
+    assert run(*remap_args(f"{tmp_path}/local/")).exit_code == 0
+    assert [p.name for p in (tmp_path / "local").glob("*.data-*")] == [
+        f"{PREFIX}.data-00000-of-00001"
+    ]
+    for count in (1, 2):  # a count given, even 1, wins
+        url = f"s3://{s3_bucket}/counted-{count}/"
+        assert run(*remap_args(url), "--shards", str(count)).exit_code == 0
+        counted = KvLocation(url).list() or []
+        assert len([n for n in counted if ".data-" in n]) == count
+
+
 def test_an_upload_window_of_one_file_keeps_one_staged_copy(
     s3_bucket: str, local_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,19 +238,23 @@ def _visible(url: str) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "shards", [("--shards", "3"), ("--shard-size", "30KiB")], ids=["together", "in-turn"]
+)
 @pytest.mark.parametrize("old", [False, True], ids=["empty", "over-an-old-checkpoint"])
 def test_kill_a_remap_into_a_bucket_at_every_step(
-    bucket_url: str, tmp_path: Path, local_tmp: Path, old: bool
+    bucket_url: str, tmp_path: Path, local_tmp: Path, old: bool, shards: tuple[str, str]
 ) -> None:
     """Before the index: no new checkpoint (the old one whole); the next run cleans up.
 
-    The old checkpoint has one shard and the new one three, so no name clashes
-    and ``--force`` keeps the old index until the new one replaces it.
+    The old checkpoint has one shard and the new one three (filled together, or
+    in turn and uploaded while the next is written), so no name clashes and
+    ``--force`` keeps the old index until the new one replaces it.
     """
     env = {"TMPDIR": str(local_tmp)}
     base = bucket_url  # s3:// on moto, gs:// on the GCS emulator
     reference_dir = tmp_path / "reference"
-    assert run(*remap_args(f"{reference_dir}/"), "--shards", "3").exit_code == 0
+    assert run(*remap_args(f"{reference_dir}/"), *shards).exit_code == 0
     reference = {k: v for k, v in files(reference_dir).items() if k != "checkpoint"}
     old_objects: dict[str, bytes] = {}
     if old:
@@ -206,9 +270,7 @@ def test_kill_a_remap_into_a_bucket_at_every_step(
 
     log = tmp_path / "steps"
     prepare(f"{base}/labels/")
-    code, err = _remap_process(
-        f"{base}/labels/", {**env, FAULT_LOG_ENV: str(log)}, "--shards", "3", *force
-    )
+    code, err = _remap_process(f"{base}/labels/", {**env, FAULT_LOG_ENV: str(log)}, *shards, *force)
     assert code == 0, err
     labels = log.read_text().split()
     assert labels.index("upload#1") < labels.index("staged#1")  # shards go up before the commit
@@ -217,7 +279,7 @@ def test_kill_a_remap_into_a_bucket_at_every_step(
         number, label = number_label
         out = f"{base}/kill-{number}/"
         prepare(out)
-        code, err = _remap_process(out, {**env, FAULT_ENV: label}, "--shards", "3", *force)
+        code, err = _remap_process(out, {**env, FAULT_ENV: label}, *shards, *force)
         assert code == -signal.SIGKILL, (label, err)
         visible = _visible(out)
         if number >= labels.index("place-index#1"):
@@ -230,7 +292,7 @@ def test_kill_a_remap_into_a_bucket_at_every_step(
             assert f"{PREFIX}.index" not in visible, label
         if labels.index("journal#1") <= number < labels.index("done#1"):
             assert [p.prefix for p in pending_commits(out)] == [PREFIX], label
-        code, err = _remap_process(out, env, "--shards", "3", "--force")  # the next run cleans
+        code, err = _remap_process(out, env, *shards, "--force")  # the next run cleans
         assert code == 0, (label, err)
         after = objects(out)
         assert not [k for k in after if k.startswith(STAGING_PREFIX)], label

@@ -105,7 +105,12 @@ class RemapOptions(CheckOptions):
         folder with a 'checkpoint' state file.
     :param dry_run: plan only: report what would be written and write nothing.
     :param force: overwrite an existing output checkpoint.
-    :param shards: the number of .data shards to write.
+    :param shards: the number of .data shards to write, filled together.
+    :param shard_size: write .data shards of at most this size instead (e.g.
+        64MiB, 1GB), filled one after another; with an --out URL each is
+        uploaded as soon as it is full, while the rest is written. Given
+        neither option, an --out URL gets shards of 64MiB, a local --out one
+        shard.
     :param link: hard-link data shards that are copied unchanged instead of
         copying them (same filesystem only).
     :param on_existing_assets: what to do with the old checkpoint's
@@ -123,6 +128,7 @@ class RemapOptions(CheckOptions):
     dry_run: bool = False
     force: bool = False
     shards: int = 1
+    shard_size: str | None = None
     link: bool = False
     on_existing_assets: AssetMode = AssetMode.COPY
     max_inflight: int = 32  # the defaults of ckptmap.storage.range_reads.ReadOptions
