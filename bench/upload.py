@@ -3,13 +3,18 @@
 The input is latency.py's synthetic 5,000-key, ~200 MB checkpoint (one data
 file; the new spec renames 10% of the keys, brought back by one rule). A
 ``moto_server`` (``moto[server]``, an S3 API) runs on 127.0.0.1 with a free
-port. For each shard count (1 and 4 by default) the same run times
+port. For each layout the same run times
 
-* ``ckptmap remap --old <local> --out s3://bucket/run/ --shards N`` (uploads
+* ``ckptmap remap --old <local> --out s3://bucket/run/ <layout>`` (uploads
   as files complete, several at once; ckptmap/writers/_url_commit.py), and
-* ``ckptmap remap --old <local> --out <local folder>/ --shards N`` followed by
+* ``ckptmap remap --old <local> --out <local folder>/ <layout>`` followed by
   ``upload.py --put-each <folder> s3://bucket/base/``: one PUT per file, all
   started at once as tensorstore futures (one shell command),
+
+where the layouts are ``--shards 1``, ``--shards 4`` (shards filled together,
+complete only at the end) and no option, the default of a URL output: shards
+of 32 MiB filled one after another, each uploaded while the next is written
+(the local baseline gets ``--shard-size 32MiB``, so both write the same files).
 
 and prints the ratio (ckptmap / remap-then-upload, best and median), each
 command's peak RSS, and the peak bytes in the ``TMPDIR`` staging folder of one
@@ -119,7 +124,11 @@ class DiskPeak:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR / "upload")
-    parser.add_argument("--shards", type=int, nargs="+", default=[1, 4])
+    parser.add_argument(
+        "--layouts", nargs="+", default=["1", "4", "default"],
+        help="shard counts (--shards N), 'default' (no option: 32 MiB shards for a URL)"
+        " or sizes such as 16MiB (--shard-size)",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per command")
     parser.add_argument("--put-each", nargs=2, metavar=("FOLDER", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -154,30 +163,36 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     results: list[Measurement] = []
     try:
-        for shards in args.shards:
+        for layout in args.layouts:
             remap = [CKPTMAP, "remap", "--old", str(prefix), "--new-graph", str(spec)]
-            remap += ["--rule", RULE, "--shards", str(shards)]
-            print(f"--shards {shards}", file=sys.stderr)
+            remap += ["--rule", RULE]
+            if layout == "default":
+                to_s3, to_disk, label = [], ["--shard-size", "32MiB"], "default (32 MiB in turn)"
+            elif layout.isdigit():
+                to_s3 = to_disk = ["--shards", layout]
+                label = f"--shards {layout}"
+            else:
+                to_s3 = to_disk = ["--shard-size", layout]
+                label = f"--shard-size {layout}"
+            print(label, file=sys.stderr)
             streamed = measure(
-                f"remap --out s3:// (--shards {shards})",
-                [*remap, "--out", f"s3://{BUCKET}/run/"],
+                f"remap --out s3:// ({label})",
+                [*remap, *to_s3, "--out", f"s3://{BUCKET}/run/"],
                 repeat=args.repeat,
                 before=clean,
             )
             disk = DiskPeak(staging)  # one more run, untimed: the sampling costs CPU
             clean()
             disk.start()
-            run_once([*remap, "--out", f"s3://{BUCKET}/run/"])
+            run_once([*remap, *to_s3, "--out", f"s3://{BUCKET}/run/"])
             disk.stop()
+            shard_count = len([n for n in bucket.list() or [] if ".data-" in n])
             upload = [PYTHON, str(HERE / "upload.py"), "--put-each", str(local)]
             upload.append(f"s3://{BUCKET}/base/")
+            local_remap = shlex.join([*remap, *to_disk, "--out", f"{local}/"])
             baseline = measure(
-                f"remap locally, then PUT each file (--shards {shards})",
-                [
-                    "sh",
-                    "-c",
-                    f"{shlex.join([*remap, '--out', f'{local}/'])} && {shlex.join(upload)}",
-                ],
+                f"remap locally, then PUT each file ({label})",
+                ["sh", "-c", f"{local_remap} && {shlex.join(upload)}"],
                 repeat=args.repeat,
                 before=clean,
             )
@@ -185,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             results += [streamed, baseline]
             rows.append(
                 {
-                    "shards": shards,
+                    "layout": label,
+                    "shards": shard_count,
                     "streamed_s": streamed.best_s,
                     "remap_then_upload_s": baseline.best_s,
                     "ratio": streamed.best_s / baseline.best_s,
@@ -202,14 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         moto.terminate()
         moto.wait()
     print(f"\n{KEYS:,} keys, ~200 MB, moto_server on 127.0.0.1; best of {args.repeat} (seconds)")
-    print(f"{'shards':>6} {'--out s3':>9} {'remap+PUT':>10} {'ratio':>6} {'median':>6} "
-          f"{'RSS s3 / base':>15} {'disk s3 / base':>16}")  # fmt: skip
+    print(f"{'layout':>24} {'shards':>6} {'--out s3':>9} {'remap+PUT':>10} {'ratio':>6} "
+          f"{'median':>6} {'RSS s3 / base':>15} {'disk s3 / base':>16}")  # fmt: skip
     for row in rows:
         rss = f"{row['streamed_peak_rss_mib']:.0f} / {row['remap_then_upload_peak_rss_mib']:.0f}"
         disk_mib = (
             f"{row['streamed_peak_staging_mib']:.0f} / {row['baseline_local_output_mib']:.0f}"
         )
-        print(f"{row['shards']:>6} {row['streamed_s']:>9.2f} {row['remap_then_upload_s']:>10.2f} "
+        print(f"{row['layout']:>24} {row['shards']:>6} {row['streamed_s']:>9.2f} "
+              f"{row['remap_then_upload_s']:>10.2f} "
               f"{row['ratio']:>5.2f}x {row['ratio_of_medians']:>5.2f}x "
               f"{rss:>11} MiB {disk_mib:>12} MiB")  # fmt: skip
     path = write_json("upload", {"rows": rows, "results": [r.as_dict() for r in results]})

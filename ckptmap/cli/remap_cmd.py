@@ -146,7 +146,7 @@ def remap_command(ctx: click.Context, /, **_: object) -> None:
     and --out may be URLs (file://, memory://, http(s)://, gs://, s3://): the
     old tensors are then read by byte range, and a URL output is staged in a
     local temporary folder and uploaded index last, each data shard (at most
-    64MiB by default, --shard-size) as soon as it is full (docs/remote.md).
+    32MiB by default, --shard-size) as soon as it is full (docs/remote.md).
     With --json, "io" counts the bytes and requests that went to remote stores.
 
     Progress goes to stderr: on a terminal a live bar (bytes done/total, rate,

@@ -25,7 +25,7 @@ from ckptmap.writers.commit import open_commit
 from ckptmap.writers.shard_cut import count_shards
 from ckptmap.writers.tf_bundle import BundleWriter
 
-URL_SHARD_BYTES = 64 << 20
+URL_SHARD_BYTES = 32 << 20
 """Default shard size of a remap to a URL: each full shard is uploaded while the next is written."""
 
 

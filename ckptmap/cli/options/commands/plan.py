@@ -107,9 +107,9 @@ class RemapOptions(CheckOptions):
     :param force: overwrite an existing output checkpoint.
     :param shards: the number of .data shards to write, filled together.
     :param shard_size: write .data shards of at most this size instead (e.g.
-        64MiB, 1GB), filled one after another; with an --out URL each is
+        32MiB, 1GB), filled one after another; with an --out URL each is
         uploaded as soon as it is full, while the rest is written. Given
-        neither option, an --out URL gets shards of 64MiB, a local --out one
+        neither option, an --out URL gets shards of 32MiB, a local --out one
         shard.
     :param link: hard-link data shards that are copied unchanged instead of
         copying them (same filesystem only).
