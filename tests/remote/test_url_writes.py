@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,6 +73,26 @@ def _staged_names(tmp: Path) -> set[str]:
     }
 
 
+def _assert_local_bytes(out: str, local: Path, *options: str) -> None:
+    """The objects at ``out`` are the files a local remap with ``options`` writes."""
+    assert run(*remap_args(f"{local}/"), *options).exit_code == 0
+    uploaded = objects(out)
+    assert uploaded.keys() == files(local).keys()
+    for name, data in files(local).items():
+        if name != "checkpoint":  # names the checkpoint of its own folder
+            assert uploaded[name] == data, name
+
+
+def _remap_watched(record: Callable[[str], None], out: str, *options: str) -> None:
+    """Remap into ``out`` with ``record`` called at every commit step; it must succeed."""
+    set_fault_hook(record)
+    try:
+        result = run(*remap_args(out), *options)
+    finally:
+        set_fault_hook(None)
+    assert result.exit_code == 0, result.stderr
+
+
 @pytest.fixture
 def local_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """TMPDIR for this test (where URL outputs are staged)."""
@@ -90,12 +111,7 @@ def test_remap_uploads_each_shard_as_the_writer_finishes_it(
     def record(label: str) -> None:
         seen.append((label, _staged_names(local_tmp), set(KvLocation(out).list() or [])))
 
-    set_fault_hook(record)
-    try:
-        result = run(*remap_args(out), "--shards", "3")
-    finally:
-        set_fault_hook(None)
-    assert result.exit_code == 0, result.stderr
+    _remap_watched(record, out, "--shards", "3")
     labels = [label for label, _, _ in seen]
     staged = labels.index("staged#1")
     shards = [f"{PREFIX}.data-{i:05d}-of-00003" for i in range(3)]
@@ -115,14 +131,7 @@ def test_remap_uploads_each_shard_as_the_writer_finishes_it(
         assert f"{PREFIX}.index" not in stored, label
     assert set(shards) <= seen[labels.index("place-index#1")][2]
     assert not _staged_names(local_tmp)  # the staging folder is gone
-    # the bytes a local remap writes
-    local = tmp_path / "local"
-    assert run(*remap_args(f"{local}/"), "--shards", "3").exit_code == 0
-    uploaded = objects(out)
-    assert uploaded.keys() == files(local).keys()
-    for name, data in files(local).items():
-        if name != "checkpoint":
-            assert uploaded[name] == data, name
+    _assert_local_bytes(out, tmp_path / "local", "--shards", "3")
 
 
 def test_shards_of_a_size_go_up_one_by_one_while_the_next_is_written(
@@ -140,26 +149,15 @@ def test_shards_of_a_size_go_up_one_by_one_while_the_next_is_written(
         ]
         seen.append((label, _staged_names(local_tmp), len(begun)))
 
-    set_fault_hook(record)
-    try:
-        result = run(*remap_args(out), "--shard-size", "30KiB")
-    finally:
-        set_fault_hook(None)
-    assert result.exit_code == 0, result.stderr
+    _remap_watched(record, out, "--shard-size", "30KiB")
     shards = [f"{PREFIX}.data-{i:05d}-of-00003" for i in range(3)]
     uploads = [(names, begun) for label, names, begun in seen if label.startswith("upload#")]
     for k in (0, 1):  # the first upload step that sees shard k staged is shard k's own
         names, begun = next((names, begun) for names, begun in uploads if shards[k] in names)
         assert shards[k + 1] not in names, seen
         assert begun <= k + 1, seen  # shards k+1 and later not even opened yet
-    local = tmp_path / "local"
-    assert run(*remap_args(f"{local}/"), "--shard-size", "30KiB").exit_code == 0
-    assert sorted(p.name for p in local.glob("*.data-*")) == shards
-    uploaded = objects(out)
-    assert uploaded.keys() == files(local).keys()
-    for name, data in files(local).items():
-        if name != "checkpoint":
-            assert uploaded[name] == data, name
+    _assert_local_bytes(out, tmp_path / "local", "--shard-size", "30KiB")
+    assert sorted(p.name for p in (tmp_path / "local").glob("*.data-*")) == shards
 
 
 def test_a_url_output_is_cut_into_shards_by_default(
@@ -198,12 +196,7 @@ def test_an_upload_window_of_one_file_keeps_one_staged_copy(
         if label.startswith("upload#"):
             at_upload.append(_staged_names(local_tmp) - {f"{PREFIX}.index"})
 
-    set_fault_hook(record)
-    try:
-        result = run(*remap_args(out), "--shards", "3")
-    finally:
-        set_fault_hook(None)
-    assert result.exit_code == 0, result.stderr
+    _remap_watched(record, out, "--shards", "3")
     assert len(at_upload) >= 3
     assert all(len(names) == 1 for names in at_upload), at_upload  # only the one going up
     with open_checkpoint(f"{out}{PREFIX}") as ckpt:
