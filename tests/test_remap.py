@@ -482,3 +482,29 @@ def test_check_with_allow_missing_accepts_keys_without_a_source() -> None:
     ]
     assert run(*args).exit_code == 1
     assert run(*args, "--allow-missing").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--shards", "2", "--shard-size", "1MiB"), "give either --shards or --shard-size"),
+        (("--shards", "1", "--shard-size", "1MiB"), "give either --shards or --shard-size"),
+        (("--link", "--shard-size", "1MiB"), "--link reuses the old data files"),
+        (("--shard-size", "0"), "'0' is not a size"),
+        (("--shard-size", "lots"), "'lots' is not a size"),
+    ],
+)
+def test_shard_options_that_do_not_go_together(
+    tmp_path: Path, options: tuple[str, ...], message: str
+) -> None:
+    """Refused in one line before any planning or writing (exit 2, nothing written)."""
+    result = run(
+        "remap", "--old", FIXTURES / "ffm_v1", "--new-graph", FIXTURES / "ffm_v2" / "graph.pbtxt",
+        "--out", f"{tmp_path}/out/", "--rule", RULE, *options,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""  # no plan table: refused before planning
+    assert not (tmp_path / "out").exists()

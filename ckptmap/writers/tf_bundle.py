@@ -235,7 +235,6 @@ class BundleWriter:
         self._max_shard_bytes = max_shard_bytes
         # shards filled in turn, their count known now: finished as soon as they are full
         self._planned = num_shards if max_shard_bytes is not None else None
-        self._current = 0  # the shard being filled, when filling in turn
         self._token = new_token()
         self._entries: dict[bytes, Entry] = {}
         self._shards: list[_Shard] = []
