@@ -110,11 +110,15 @@ def check_sharding(shards: int | None, shard_bytes: int | None, link: bool) -> N
         )
 
 
-def _shard_limit(shard_bytes: int | None, shards: int | None, to_url: bool) -> int | None:
-    """The size limit of shards filled in turn, or None for ``shards`` filled together."""
+def _shard_layout(
+    plan: RemapPlan, shards: int | None, shard_bytes: int | None, to_url: bool
+) -> tuple[int, int | None]:
+    """(shard count, size limit of shards filled in turn; None: filled together)."""
     if shard_bytes is None and shards is None and to_url:
-        return URL_SHARD_BYTES
-    return shard_bytes
+        shard_bytes = URL_SHARD_BYTES
+    if shard_bytes is None:
+        return (1 if shards is None else shards), None
+    return count_shards(plan_sizes(plan), shard_bytes), shard_bytes
 
 
 def plan_sizes(plan: RemapPlan) -> list[int]:
@@ -240,11 +244,7 @@ def execute(
     prefix, model_dir = resolve_output(out, plan.output_name)
     _check_output(prefix, plan.old_prefix)
     check_sharding(shards, shard_bytes, link)
-    shard_bytes = _shard_limit(shard_bytes, shards, is_url(prefix))
-    if shard_bytes is None:
-        num_shards = 1 if shards is None else shards
-    else:
-        num_shards = count_shards(plan_sizes(plan), shard_bytes)
+    num_shards, shard_bytes = _shard_layout(plan, shards, shard_bytes, is_url(prefix))
     from ckptmap.readers.source import can_copy_bytes, open_source
 
     bytes_written = 0

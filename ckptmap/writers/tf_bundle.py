@@ -668,7 +668,6 @@ class BundleWriter:
         names = [data_path(output.name, i, num_shards).name for i in range(num_shards)]
         index_name = f"{output.name}.index"
         try:
-            self._writeback.finish()
             for sid, shard in enumerate(self._shards):
                 if not shard.finished:
                     self._finish_shard(sid)
@@ -780,6 +779,7 @@ class BundleWriter:
         """
         shard = self._shards[sid]
         name = data_path(self._output.name, sid, self.num_shards).name
+        self._writeback.finish()  # no writeback request may touch the file once it is closed
         try:
             shard.file.flush()
             os.fsync(shard.file.fileno())
@@ -805,7 +805,6 @@ class BundleWriter:
             if self._planned is not None:
                 if len(self._shards) == self._planned:  # the last one takes the rest
                     return len(self._shards) - 1
-                self._writeback.finish()  # nothing may touch the file while it is closed
                 self._finish_shard(len(self._shards) - 1)
             return self._open_shard()
         count = len(self._shards)
