@@ -193,6 +193,34 @@ def _check_full_shape(spec: SliceSpec, full_shape: tuple[int, ...], what: str) -
         )
 
 
+def _cut_along_one_axis(boxes: Sequence[Box], shape: tuple[int, ...]) -> bool:
+    """Whether ``boxes`` tile ``shape`` as cuts of one axis (or are one box of all of it).
+
+    The layout of every partitioned variable TensorFlow makes: each box spans
+    every other axis whole, and along the cut axis the boxes, sorted, follow
+    each other from 0 to its end. ``True`` proves a tiling; ``False`` only
+    means the general check (:func:`_first_overlap` and the volume count)
+    decides. A shape with an empty dimension is always left to it.
+    """
+    if not shape or 0 in shape:
+        return False
+    axis = -1
+    for a, dim in enumerate(shape):
+        whole = (0, dim)
+        if any(box[a] != whole for box in boxes):
+            if axis >= 0:
+                return False  # cut along two axes
+            axis = a
+    if axis < 0:
+        return len(boxes) == 1
+    end = 0
+    for start, stop in sorted(box[axis] for box in boxes):
+        if start != end or stop <= start:
+            return False
+        end = stop
+    return end == shape[axis]
+
+
 def _first_overlap(boxes: Sequence[Box]) -> tuple[int, int] | None:
     """Indices of two overlapping boxes, or None.
 
@@ -236,6 +264,8 @@ def check_tiling(specs: Sequence[SliceSpec], full_shape: Sequence[int]) -> None:
     for spec in specs:
         _check_full_shape(spec, shape, "slice")
     boxes = [box_of(s, s.full_shape) for s in specs]
+    if _cut_along_one_axis(boxes, shape):
+        return  # the common layout, proven without the general search
     pair = _first_overlap(boxes)
     if pair is not None:
         a, b = (specs[i].format() for i in pair)

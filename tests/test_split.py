@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from ckptmap import split
 from ckptmap.errors import CkptmapError
 from ckptmap.split import (
     MAX_BYTE_RANGES,
@@ -159,6 +160,48 @@ def test_split_then_merge_is_identity(case: tuple[np.ndarray, list[SliceSpec]]) 
     merged = merge_slices(list(zip(slices, parts, strict=True)), x.shape)
     assert merged.dtype == x.dtype
     np.testing.assert_array_equal(merged, x)
+
+
+def _tiles(specs: list[SliceSpec], shape: tuple[int, ...]) -> bool:
+    """The general tiling check alone (no overlap, full coverage), without the fast path."""
+    boxes = [box_of(s, shape) for s in specs]
+    covered = sum(split._volume(b) for b in boxes)
+    return split._first_overlap(boxes) is None and covered == split._volume(box_of(None, shape))
+
+
+@pytest.mark.parametrize(
+    ("specs", "shape", "proven"),
+    [
+        (["6 4 0,2:-", "6 4 4,2:-", "6 4 2,2:-"], (6, 4), True),  # rows, stored out of order
+        (["6 4 -:0,1", "6 4 -:1,3"], (6, 4), True),  # columns
+        (["6 4 -:-"], (6, 4), True),
+        (["6 4 0,3:-", "6 4 2,4:-"], (6, 4), False),  # overlap
+        (["6 4 0,2:-", "6 4 3,3:-"], (6, 4), False),  # gap
+        (["6 4 0,2:-", "6 4 2,2:-"], (6, 4), False),  # short of the end
+        (["6 4 -:-", "6 4 -:-"], (6, 4), False),  # the whole tensor twice
+        (["6 4 0,3:0,2", "6 4 0,3:2,2", "6 4 3,3:-"], (6, 4), False),  # two axes: left to the rest
+        (["6 0 0,3:-", "6 0 3,3:-"], (6, 0), False),  # an empty dimension: left to the rest
+    ],
+)
+def test_the_one_axis_fast_path(specs: list[str], shape: tuple[int, ...], proven: bool) -> None:
+    slices = [SliceSpec.parse(s) for s in specs]
+    assert split._cut_along_one_axis([box_of(s, shape) for s in slices], shape) is proven
+    if proven:
+        assert _tiles(slices, shape)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_one_axis_fast_path_proves_only_tilings(data: st.DataObject) -> None:
+    """Whenever the fast path says "tiles", the general check agrees; on any boxes."""
+    shape = data.draw(shapes)
+    slices = data.draw(
+        st.one_of(grid_partitions(shape), st.lists(box_in(shape), min_size=1, max_size=5))
+    )
+    boxes = [box_of(s, shape) for s in slices]
+    if split._cut_along_one_axis(boxes, shape):
+        assert _tiles(slices, shape)
+        check_tiling(slices, shape)
 
 
 def test_merge_string_slices() -> None:
