@@ -31,9 +31,7 @@ if TYPE_CHECKING:
     from ckptmap.readers.object_graph import KeyNames, ObjectNames
     from ckptmap.readers.tf_bundle import Checkpoint, TensorEntry
     from ckptmap.spec import TensorSpec
-
-STATS_CHUNK_ELEMENTS = 1 << 20  # statistics are computed in float64 chunks of this many values
-_PACKED_INTEGERS = frozenset({"int4", "uint4", "int2", "uint2"})  # ml_dtypes integers (kind "V")
+    from ckptmap.value_stats import TensorStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,33 +50,6 @@ class ShardInfo:
     path: Path
     size: int | None
     missing: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TensorStats:
-    """Summary statistics of a tensor's values.
-
-    ``min``, ``max``, ``mean`` and ``std`` cover the finite values only (they
-    are ``None`` when there are none); ``nan`` and ``inf`` count the others.
-    ``min`` and ``max`` are exact integers for integer and bool tensors.
-    """
-
-    min: float | int | None
-    max: float | int | None
-    mean: float | None
-    std: float | None
-    nan: int
-    inf: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "min": self.min,
-            "max": self.max,
-            "mean": self.mean,
-            "std": self.std,
-            "nan": self.nan,
-            "inf": self.inf,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,75 +489,14 @@ def _describe(ckpt: Checkpoint, key: str, *, stats: bool, missing: set[int]) -> 
 # -- statistics ---------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Moments:
-    """Running statistics, merged chunk by chunk (Chan et al.'s parallel algorithm)."""
-
-    count: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
-    low: float | int | None = None
-    high: float | int | None = None
-    nan: int = 0
-    inf: int = 0
-
-    def add(self, chunk: np.ndarray, *, exact_bounds: bool) -> None:
-        import numpy as np
-
-        values = chunk.astype(np.float64)
-        finite = np.isfinite(values)
-        nan = int(np.isnan(values).sum())
-        self.nan += nan
-        self.inf += int(values.size - nan - int(finite.sum()))
-        kept = values if bool(finite.all()) else values[finite]
-        if kept.size == 0:
-            return
-        bounds = chunk if exact_bounds else kept
-        low, high = _as_number(bounds.min()), _as_number(bounds.max())
-        self.low = low if self.low is None else min(self.low, low)
-        self.high = high if self.high is None else max(self.high, high)
-        n = int(kept.size)
-        mean = float(kept.mean())
-        m2 = float(np.square(kept - mean).sum())
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.count * n / total
-        self.count = total
-
-    def result(self) -> TensorStats:
-        if not self.count:
-            return TensorStats(None, None, None, None, self.nan, self.inf)
-        std = math.sqrt(self.m2 / self.count)
-        return TensorStats(self.low, self.high, self.mean, std, self.nan, self.inf)
-
-
-def _as_number(value: Any) -> float | int:
-    import numpy as np
-
-    if isinstance(value, (np.integer, np.bool_)):
-        return int(value)
-    return float(value)
-
-
 def _tensor_stats(
     ckpt: Checkpoint, entry: TensorEntry, parts: list[TensorEntry]
 ) -> TensorStats | None:
     """Statistics of a tensor, slice by slice and chunk by chunk, never assembling it."""
-    kind = entry.dtype.numpy.kind
-    if entry.dtype.is_string or kind == "c":
-        return None
-    exact = kind in "iub" or entry.dtype.name in _PACKED_INTEGERS
-    moments = _Moments()
-    for part in parts:
-        for chunk in _chunks(ckpt.read_slice_entry(part).reshape(-1)):
-            moments.add(chunk, exact_bounds=exact)
-    return moments.result()
+    from ckptmap.value_stats import value_stats  # numpy: only for --stats
 
-
-def _chunks(flat: np.ndarray) -> Iterable[np.ndarray]:
-    for start in range(0, flat.size, STATS_CHUNK_ELEMENTS):
-        yield flat[start : start + STATS_CHUNK_ELEMENTS]
+    arrays = (ckpt.read_slice_entry(part) for part in parts)  # read only if there are stats
+    return value_stats(arrays, entry.dtype.numpy, entry.dtype.name)
 
 
 def _describe_array(source: Source, spec: TensorSpec, *, stats: bool) -> TensorInfo:
@@ -604,11 +514,6 @@ def _describe_array(source: Source, spec: TensorSpec, *, stats: bool) -> TensorI
 
 def _array_stats(values: np.ndarray, dtype_name: str) -> TensorStats | None:
     """Statistics of an array already in memory, chunk by chunk."""
-    kind = values.dtype.kind
-    if kind in "Oc":
-        return None
-    moments = _Moments()
-    exact = kind in "iub" or dtype_name in _PACKED_INTEGERS
-    for chunk in _chunks(values.reshape(-1)):
-        moments.add(chunk, exact_bounds=exact)
-    return moments.result()
+    from ckptmap.value_stats import value_stats
+
+    return value_stats([values], values.dtype, dtype_name)

@@ -209,9 +209,9 @@ def test_stats_of_special_values() -> None:
 
 
 def test_library_stats_in_chunks_count_nan_and_inf(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ckptmap import inspect as inspect_module
+    from ckptmap import value_stats
 
-    monkeypatch.setattr(inspect_module, "STATS_CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(value_stats, "STATS_CHUNK_ELEMENTS", 7)
     report = inspect_checkpoint(FIXTURES / "ffm_v1", stats=True, filter="^ffm/embeddings$")
     (info,) = report.tensors
     with open_checkpoint(FIXTURES / "ffm_v1") as ckpt:

@@ -58,6 +58,7 @@ def test_inspect_json_loads_neither_numpy_nor_the_engines() -> None:
     )
     unwanted = {
         "numpy",  # listing reads the index only
+        "ckptmap.value_stats",  # only for --stats
         "tensorstore",  # a local checkpoint
         "rich",  # --json prints with click.echo
         "ckptmap.alias",  # the option defaults come from ckptmap.defaults
