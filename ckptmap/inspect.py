@@ -474,15 +474,19 @@ def _describe(ckpt: Checkpoint, key: str, *, stats: bool, missing: set[int]) -> 
     if not any(part.shard_id in missing for part in parts):
         ckpt.check_entry(entry)
     computed = _tensor_stats(ckpt, entry, parts) if stats else None
-    return TensorInfo(
-        name=key,
-        dtype=entry.dtype.name,
-        shape=entry.shape,
-        nbytes=sum(part.size for part in parts),
-        shard=None if entry.slices else entry.shard_id,
-        slices=tuple(spec.format() for spec in entry.slices),
-        slice_shards=tuple(part.shard_id for part in parts) if entry.slices else (),
-        stats=computed,
+    if not entry.slices:
+        return _make_info(
+            key, entry.dtype.name, entry.shape, entry.size, entry.shard_id, stats=computed
+        )
+    return _make_info(
+        key,
+        entry.dtype.name,
+        entry.shape,
+        sum([part.size for part in parts]),
+        None,
+        tuple([spec.format() for spec in entry.slices]),
+        tuple([part.shard_id for part in parts]),
+        computed,
     )
 
 

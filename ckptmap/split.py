@@ -100,15 +100,18 @@ class SliceSpec:
 
     def format(self) -> str:
         """The ``shape_and_slices`` string of this slice (inverse of :meth:`parse`)."""
-        dims = " ".join(str(d) for d in self.full_shape)
-        ext = ":".join("-" if ln == -1 else f"{st},{ln}" for st, ln in self.extents)
+        dims = " ".join(map(str, self.full_shape))
+        ext = ":".join(["-" if ln == -1 else f"{st},{ln}" for st, ln in self.extents])
         return f"{dims} {ext}"
 
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of the slice itself."""
         return tuple(
-            d if ln == -1 else ln for d, (_, ln) in zip(self.full_shape, self.extents, strict=True)
+            [
+                d if ln == -1 else ln
+                for d, (_, ln) in zip(self.full_shape, self.extents, strict=True)
+            ]
         )
 
     @property
