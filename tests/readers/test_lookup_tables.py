@@ -24,7 +24,7 @@ from helpers import FIXTURES, assert_same_values, load_golden
 from ckptmap.cli import main
 from ckptmap.proto import ckptmap_tf_pb2
 from ckptmap.readers.graph import read_model_spec
-from ckptmap.readers.graph_files import _TABLE_IMPORT, _holds
+from ckptmap.readers.graph_files import _SCAN_WINDOW, _TABLE_IMPORT, _holds
 from ckptmap.readers.source import open_source
 
 GOLDEN = load_golden(FIXTURES / "golden" / "tf1_tables" / "model.ckpt-1.json")
@@ -114,18 +114,28 @@ def test_inspect_without_its_graph_marks_nothing(model: Path) -> None:
     assert all("restored_into" not in t for t in json.loads(result.stdout)["tensors"])
 
 
-@pytest.mark.parametrize("at", [0, 1, 1 << 18, (1 << 20) - len(_TABLE_IMPORT)])
-def test_the_graph_search_finds_the_name_anywhere(tmp_path: Path, at: int) -> None:
-    """Found at the first byte, in the middle and as the file's last bytes; a near miss is not."""
+_NEEDLE = len(_TABLE_IMPORT)
+
+
+@pytest.mark.parametrize(
+    "at", [0, _SCAN_WINDOW - _NEEDLE, _SCAN_WINDOW - 8, _SCAN_WINDOW - 1, _SCAN_WINDOW]
+)
+def test_the_graph_search_finds_a_name_across_two_windows(tmp_path: Path, at: int) -> None:
+    """The graph is searched a window at a time: a name across two windows is found."""
     graph = tmp_path / "model.ckpt-1.meta"
-    tail = (1 << 20) - at - len(_TABLE_IMPORT)
-    graph.write_bytes(b"." * at + _TABLE_IMPORT + b"." * tail)
+    graph.write_bytes(b"." * at + _TABLE_IMPORT + b"." * 3)
     assert _holds(graph, _TABLE_IMPORT)
-    graph.write_bytes(b"." * at + _TABLE_IMPORT[:-1] + b"." + b"." * tail)
+    graph.write_bytes(b"." * at + _TABLE_IMPORT[:-1] + b"." + _TABLE_IMPORT[1:])
     assert not _holds(graph, _TABLE_IMPORT)
 
 
-@pytest.mark.parametrize("data", [b"", b"Lookup", _TABLE_IMPORT[:-1], b"." * (3 << 18)])
+def test_the_graph_search_finds_a_name_as_the_files_last_bytes(tmp_path: Path) -> None:
+    graph = tmp_path / "model.ckpt-1.meta"
+    graph.write_bytes(b"." * (2 * _SCAN_WINDOW + 5) + _TABLE_IMPORT)
+    assert _holds(graph, _TABLE_IMPORT)
+
+
+@pytest.mark.parametrize("data", [b"", b"Lookup", _TABLE_IMPORT[:-1], b"." * (3 * _SCAN_WINDOW)])
 def test_the_graph_search_of_a_file_without_the_name(tmp_path: Path, data: bytes) -> None:
     graph = tmp_path / "model.ckpt-1.meta"
     graph.write_bytes(data)
