@@ -42,6 +42,15 @@ from urllib.parse import urlsplit
 
 from ckptmap.errors import UsageError
 from ckptmap.storage.retry import RetryPolicy
+from ckptmap.storage.store_env import (
+    ACCESS_KEY,
+    GCS_EMULATOR,
+    IGNORE_ENDPOINTS,
+    RETRY_NUMBERS,
+    S3_ENDPOINTS,
+    S3_PROFILE,
+    S3_REGIONS,
+)
 from ckptmap.storage.urls import kvstore_spec
 
 if TYPE_CHECKING:
@@ -128,27 +137,23 @@ class StoreConfig:
             return None
 
         s3 = config.s3
-        endpoints: tuple[str, ...] = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-        if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() in _TRUE:
+        endpoints: tuple[str, ...] = S3_ENDPOINTS
+        if env.get(IGNORE_ENDPOINTS, "").lower() in _TRUE:
             endpoints = ()
         if (found := get(*endpoints)) is not None:
             s3 = replace(s3, endpoint=endpoint_url(found[1], found[0]))
-        if (found := get("AWS_REGION", "AWS_DEFAULT_REGION")) is not None:
+        if (found := get(*S3_REGIONS)) is not None:
             s3 = replace(s3, region=found[1])
-        if (found := get("AWS_PROFILE")) is not None:
+        if (found := get(S3_PROFILE)) is not None:
             s3 = replace(s3, profile=found[1])
         gcs = config.gcs
-        if (found := get("STORAGE_EMULATOR_HOST")) is not None:
+        if (found := get(GCS_EMULATOR)) is not None:
             gcs = replace(gcs, endpoint=endpoint_url(found[1], found[0]))
         retries = config.retries
-        numbers: tuple[tuple[str, str, type[int] | type[float]], ...] = (
-            ("CKPTMAP_STORAGE_RETRIES", "max_retries", int),
-            ("CKPTMAP_STORAGE_RETRY_DELAY", "initial_delay", float),
-            ("CKPTMAP_STORAGE_RETRY_MAX_DELAY", "max_delay", float),
-        )
-        for name, member, kind in numbers:
+        for name, member in RETRY_NUMBERS:
             if (found := get(name)) is None:
                 continue
+            kind = int if member == "max_retries" else float
             try:
                 value: Any = kind(found[1])
                 retries = replace(retries, **{member: value})
@@ -157,7 +162,7 @@ class StoreConfig:
                     f"{name}={found[1]}: expected a number, 0 or more, and retry_delay <= "
                     "retry_max_delay (fix or unset the variable)"
                 ) from None
-        return cls(s3, gcs, retries, bool(env.get("AWS_ACCESS_KEY_ID")))
+        return cls(s3, gcs, retries, bool(env.get(ACCESS_KEY)))
 
     def s3_members(self) -> dict[str, Any]:
         """The members an ``s3`` kvstore spec gets from these settings."""

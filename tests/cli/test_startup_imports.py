@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ckptmap.storage.store_env import configures_stores
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -40,12 +43,14 @@ print(json.dumps({{"code": code, "started": sorted(started), "ran": sorted(sys.m
 def _modules(module: str, library: str, args: list[str]) -> tuple[set[str], set[str]]:
     """The modules loaded once the command's code is imported, and after it ran."""
     code = _RUN.format(module=module, library=library)
+    environ = {k: v for k, v in os.environ.items() if not configures_stores({k: v})}
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(args)],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
+        env=environ,  # as a user with no object store configured
     )
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["code"] == 0, out.stderr
@@ -59,6 +64,8 @@ def test_inspect_json_loads_neither_numpy_nor_the_engines() -> None:
     unwanted = {
         "numpy",  # listing reads the index only
         "ckptmap.value_stats",  # only for --stats
+        "ckptmap.storage.store_config",  # no AWS_* etc. set and no [storage] table
+        "ckptmap.storage.retry",
         "tensorstore",  # a local checkpoint
         "rich",  # --json prints with click.echo
         "ckptmap.alias",  # the option defaults come from ckptmap.defaults

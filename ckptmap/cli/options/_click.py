@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from ckptmap.cli.options._resolve import Resolved, resolve_options
 from ckptmap.cli.options._spec import OptionSpec, option_specs, to_text
-from ckptmap.storage.store_config import configure as configure_stores
+
+if TYPE_CHECKING:
+    from ckptmap.storage.store_config import StoreConfig
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONFIG_PARAM = "config"
+_STORE_CONFIG = "ckptmap.storage.store_config"
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.PROMPT)
 
 
@@ -144,5 +148,14 @@ def resolve_click(ctx: click.Context, cls: type[T], command: str | None = None) 
     resolved = resolve_options(
         cls, command or ctx.info_name or "", cli=cli, config=_given_config(ctx)
     )
-    configure_stores(resolved.storage)  # the config file's [storage] tables, under AWS_* etc.
+    _configure_stores(resolved.storage)
     return resolved
+
+
+def _configure_stores(config: StoreConfig | None) -> None:
+    """Use the config file's ``[storage]`` tables, under ``AWS_*`` etc., for the stores opened."""
+    if config is None and _STORE_CONFIG not in sys.modules:
+        return  # nothing configures a store, nor did before in this process: the defaults apply
+    from ckptmap.storage.store_config import configure
+
+    configure(config)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ckptmap.cli.options._config import (
     ConfigFile,
@@ -24,7 +24,9 @@ from ckptmap.cli.options._storage import storage_config
 from ckptmap.cli.options._values import BOOL_WORDS, Mismatch, from_env
 from ckptmap.cli.options.commands import COMMAND_OPTIONS
 from ckptmap.errors import UsageError
-from ckptmap.storage.store_config import StoreConfig
+
+if TYPE_CHECKING:
+    from ckptmap.storage.store_config import StoreConfig
 
 T = TypeVar("T")
 
@@ -48,7 +50,8 @@ class Resolved(Generic[T]):
             that no layer set.
         config: the config file that was read, if any.
         storage: how object stores are reached (the file's ``[storage]`` tables
-            under the environment's ``AWS_*``, ``STORAGE_EMULATOR_HOST``, ...).
+            under the environment's ``AWS_*``, ``STORAGE_EMULATOR_HOST``, ...);
+            ``None`` when neither sets anything (the defaults).
     """
 
     cls: type[T]
@@ -57,7 +60,7 @@ class Resolved(Generic[T]):
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     config: Path | None
-    storage: StoreConfig = field(default_factory=StoreConfig)
+    storage: StoreConfig | None = None
 
     @property
     def missing(self) -> list[str]:
@@ -210,5 +213,5 @@ def resolve_options(
                 sources[name] = UNSET
             else:
                 values[name], sources[name] = spec.default, DEFAULT
-    storage = StoreConfig.from_environment(environ, base=storage_config(file))
+    storage = storage_config(file, os.environ if environ is None else environ)
     return Resolved(cls, command, specs, values, sources, file.path if file else None, storage)

@@ -23,12 +23,14 @@ The environment wins over the file (``AWS_ENDPOINT_URL_S3``, ``AWS_REGION``,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckptmap.cli.options._config import ConfigFile
 from ckptmap.errors import UsageError
-from ckptmap.storage.retry import RetryPolicy
-from ckptmap.storage.store_config import GcsSettings, S3Settings, StoreConfig, endpoint_url
+from ckptmap.storage.store_env import configures_stores
+
+if TYPE_CHECKING:  # loaded only when something configures a store
+    from ckptmap.storage.store_config import StoreConfig
 
 __all__ = ["STORAGE_TABLE", "storage_config"]
 
@@ -59,22 +61,38 @@ def _text(config: ConfigFile, keys: tuple[str, ...], value: Any) -> str:
         )
     if keys[-1] != "endpoint":
         return value
+    from ckptmap.storage.store_config import endpoint_url
+
     try:
         return endpoint_url(value, f"storage.{'.'.join(keys)}")
     except UsageError as err:
         raise UsageError(f"{config.where(STORAGE_TABLE, *keys)}: {err}") from None
 
 
-def storage_config(config: ConfigFile | None) -> StoreConfig:
-    """The store settings a config file gives (the defaults without a file or a table).
+def storage_config(config: ConfigFile | None, environ: Mapping[str, str]) -> StoreConfig | None:
+    """The store settings of the config file's tables, under the environment's.
+
+    ``None`` when neither sets any: the defaults apply, and the store settings
+    are not loaded.
 
     Raises:
         UsageError: an unknown key (with the nearest valid one) or a value of
-            the wrong type, naming the file and line.
+            the wrong type, naming the file and line; a malformed variable.
     """
     table = {} if config is None else config.table.get(STORAGE_TABLE, {})
-    if config is None or not table:
-        return StoreConfig()
+    if (config is None or not table) and not configures_stores(environ):
+        return None
+    from ckptmap.storage.store_config import StoreConfig
+
+    base = None if config is None or not table else _from_file(config, table)
+    return StoreConfig.from_environment(environ, base=base)
+
+
+def _from_file(config: ConfigFile, table: Any) -> StoreConfig:
+    """The store settings the config file's ``[storage]`` tables give."""
+    from ckptmap.storage.retry import RetryPolicy
+    from ckptmap.storage.store_config import GcsSettings, S3Settings, StoreConfig
+
     if not isinstance(table, Mapping):
         raise UsageError(f"{config.where(STORAGE_TABLE)}: 'storage' must be a table ([storage])")
     numbers: dict[str, Any] = {}
