@@ -240,20 +240,26 @@ def decode_restarts(block: memoryview, pos: int) -> tuple[tuple[int, ...], int]:
     return restarts, entries_end
 
 
-def decode_block(block: memoryview, pos: int) -> tuple[list[tuple[bytes, memoryview]], int]:
-    """Decode every entry of a block (§3.1): ``([(key, value), ...], end_offset)``.
+def decode_block(
+    block: memoryview, pos: int, keys: list[bytes], values: list[memoryview], what: str
+) -> int:
+    """Decode every entry of a block (§3.1) onto ``keys`` and ``values``; its end offset.
 
-    Keys are rebuilt from their prefix compression; values are views into ``block``.
+    Keys are rebuilt from their prefix compression, and each must be greater
+    than the one before it (the first, than the last of ``keys``: a table's
+    blocks continue each other); values are views into ``block``. ``what``
+    names the block in messages.
 
     Raises:
-        TableFormatError: on any length that does not fit or a restart entry
-            that shares bytes with its predecessor.
+        TableFormatError: on any length that does not fit, a restart entry
+            that shares bytes with its predecessor, or a key out of order.
     """
     restarts, limit = decode_restarts(block, pos)
     restart_set = frozenset(restarts)
-    entries: list[tuple[bytes, memoryview]] = []
     raw = bytes(block[:limit])  # indexing bytes is faster than a memoryview
     key = b""
+    previous = keys[-1] if keys else None
+    add_key, add_value = keys.append, values.append
     while pos < limit:
         entry_at = pos
         # The three lengths are one-byte varints in all but huge entries: read
@@ -278,9 +284,16 @@ def decode_block(block: memoryview, pos: int) -> tuple[list[tuple[bytes, memoryv
                 f"bytes) runs past the entries' end at {limit}"
             )
         key = key[:shared] + raw[pos:key_end]
-        entries.append((key, block[key_end:value_end]))
+        if previous is not None and key <= previous:
+            raise TableFormatError(
+                f"key {key!r} in {what} is not greater than the key before it "
+                "(keys must be sorted and unique)"
+            )
+        previous = key
+        add_key(key)
+        add_value(block[key_end:value_end])
         pos = value_end
-    return entries, pos
+    return pos
 
 
 def decode_table(buf: memoryview) -> tuple[list[bytes], list[memoryview]]:
@@ -295,21 +308,14 @@ def decode_table(buf: memoryview) -> tuple[list[bytes], list[memoryview]]:
     footer_at = len(buf) - FOOTER_SIZE
     footer, _ = decode_footer(buf, footer_at)
     index_block = read_block(buf, footer.index, footer_at, "index block")
-    handles, _ = decode_block(index_block, 0)
+    handles: list[memoryview] = []
+    decode_block(index_block, 0, [], handles, "the index block")
     keys: list[bytes] = []
     values: list[memoryview] = []
-    for number, (_, handle_bytes) in enumerate(handles):
+    for number, handle_bytes in enumerate(handles):
         handle, _ = decode_block_handle(handle_bytes, 0, len(handle_bytes))
         block = read_block(buf, handle, footer_at, f"data block {number}")
-        entries, _ = decode_block(block, 0)
-        for key, value in entries:
-            if keys and key <= keys[-1]:
-                raise TableFormatError(
-                    f"key {key!r} in data block {number} is not greater than the key "
-                    "before it (keys must be sorted and unique)"
-                )
-            keys.append(key)
-            values.append(value)
+        decode_block(block, 0, keys, values, f"data block {number}")
     return keys, values
 
 

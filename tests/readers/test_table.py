@@ -20,6 +20,7 @@ from ckptmap.readers._table import (
     read_block,
     read_table,
 )
+from ckptmap.writers._table import RESTART_INTERVAL, _BlockBuilder
 
 INDEXES = sorted(p for p in FIXTURES.rglob("*.index") if "golden" not in p.parts)
 EMPTY_BLOCK = bytes.fromhex("0000000001000000")  # tf-checkpoint-format.md §3.1
@@ -50,10 +51,11 @@ def test_footer_points_at_an_empty_metaindex_and_the_index_block(index: Path) ->
     limit = len(data) - FOOTER_SIZE
     assert bytes(read_block(data, footer.metaindex, limit, "metaindex")) == EMPTY_BLOCK
     index_block = read_block(data, footer.index, limit, "index block")
-    handles, _ = decode_block(index_block, 0)
+    handles: list[memoryview] = []
+    decode_block(index_block, 0, [], handles, "the index block")
     restarts, _ = decode_restarts(index_block, 0)
     assert len(restarts) == len(handles)  # the index block restarts at every entry (§3.6)
-    decoded = [decode_block_handle(h, 0, len(h))[0] for _, h in handles]
+    decoded = [decode_block_handle(h, 0, len(h))[0] for h in handles]
     assert decoded == [BlockHandle(b.offset, b.size) for b in data_blocks(index)]
 
 
@@ -62,10 +64,32 @@ def test_data_block_restarts_every_16_entries() -> None:
     data = memoryview(index.read_bytes())
     (block,) = data_blocks(index)
     contents = read_block(data, BlockHandle(block.offset, block.size), len(data), "data")
-    entries, end = decode_block(contents, 0)
+    keys: list[bytes] = []
+    end = decode_block(contents, 0, keys, [], "data")
     restarts, entries_end = decode_restarts(contents, 0)
     assert end == entries_end
-    assert len(restarts) == math.ceil(len(entries) / 16)
+    assert len(restarts) == math.ceil(len(keys) / 16)
+
+
+def _block(*keys: bytes) -> memoryview:
+    """A block holding ``keys`` in the given order (the builder does not sort: for errors)."""
+    builder = _BlockBuilder(RESTART_INTERVAL)
+    for key in keys:
+        builder.add(key, b"v")
+    return memoryview(builder.finish())
+
+
+def test_keys_must_increase_within_a_block_and_across_blocks() -> None:
+    keys: list[bytes] = []
+    decode_block(_block(b"", b"a", b"b"), 0, keys, [], "data block 0")
+    decode_block(_block(b"c", b"d"), 0, keys, [], "data block 1")
+    assert keys == [b"", b"a", b"b", b"c", b"d"]
+    with pytest.raises(TableFormatError, match=r"key b'a' in data block 0 is not greater"):
+        decode_block(_block(b"b", b"a"), 0, [], [], "data block 0")
+    with pytest.raises(TableFormatError, match=r"key b'b' in data block 1 is not greater"):
+        decode_block(_block(b"b"), 0, [b"a", b"b"], [], "data block 1")  # a repeated key
+    with pytest.raises(TableFormatError, match=r"key b'a' in data block 1 is not greater"):
+        decode_block(_block(b"a", b"c"), 0, [b"b"], [], "data block 1")
 
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**32 - 1, 2**63, 2**64 - 1])
