@@ -11,6 +11,8 @@ Nothing here opens a file; every module encodes and decodes bytes or text:
 * :mod:`~ckptmap.formats.state_file`: the ``checkpoint`` state file (§1.2);
 * :mod:`~ckptmap.formats.object_graph`: the key of a TF2 checkpoint's object
   graph (§10.2);
+* :mod:`~ckptmap.formats.graph_head`: the op types a ``.meta`` or
+  ``saved_model.pb`` declares before its graph (§9.6);
 * :mod:`~ckptmap.formats.zarr_layout`: the layout of a store written by
   ``ckptmap convert``.
 """

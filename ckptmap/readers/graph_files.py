@@ -1,9 +1,10 @@
 """The files a graph is saved in: reading one, and finding the graph saved with a checkpoint.
 
 Nothing here parses a graph, so nothing here imports protobuf: ``inspect``
-looks for the graph beside a checkpoint on every listing, and has it parsed
-(:func:`ckptmap.readers.graph.restored_into`) only when it restores a lookup
-table.
+looks for the graph beside a checkpoint on every listing, reads the op types
+it declares up front (a few kilobytes, :mod:`ckptmap.formats.graph_head`), and
+has it parsed (:func:`ckptmap.readers.graph.restored_into`) only when it
+restores a lookup table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 
 from ckptmap.errors import GraphError, MissingInputError
+from ckptmap.formats.graph_head import declared_ops
 from ckptmap.storage import is_url
 from ckptmap.storage.input_files import open_input
 
@@ -69,26 +71,33 @@ def graph_with_tables(checkpoint: str) -> tuple[Path, bytes] | None:
     if graph is None:
         return None
     try:
-        if not _holds(graph, _TABLE_IMPORT):
+        if not _holds(graph, _TABLE_IMPORT, saved_model=graph.name == SAVED_MODEL_PB):
             return None
         return graph, read_bytes(graph, graph.parent)
     except (MissingInputError, GraphError):
         return None
 
 
-def _holds(path: Path, needle: bytes) -> bool:
-    """Whether the file holds ``needle``, searched a window of the file at a time.
+def _holds(path: Path, needle: bytes, *, saved_model: bool = False) -> bool:
+    """Whether the graph file uses an op type named with ``needle``, or else holds the bytes.
 
-    A graph can be tens of megabytes, and most hold no table. Each window is a
-    read-only map of the file, so nothing is copied (reading a 14 MB graph
-    costs about as much as searching it) and little stays mapped at once;
-    consecutive windows overlap, so a match across two is found.
+    A graph as TensorFlow writes it declares its op types up front
+    (:func:`ckptmap.formats.graph_head.declared_ops`): only they are searched,
+    so a graph of any size costs a few kilobytes. Any other file is searched
+    whole, a window at a time. Each window is a read-only map of the file,
+    so nothing is copied and little stays mapped at once; consecutive
+    windows overlap, so a match across two is found.
     """
     keep = len(needle) - 1
     try:
         with os.fdopen(open_input(path, path.parent), "rb", buffering=0) as handle:
             fd = handle.fileno()
             size = os.fstat(fd).st_size
+            ops = declared_ops(
+                lambda at, count: os.pread(fd, count, at), size, saved_model=saved_model
+            )
+            if ops is not None:
+                return any(needle in op_list for op_list in ops)
             for start in range(0, size - keep, _SCAN_WINDOW):
                 length = min(_SCAN_WINDOW + keep, size - start)
                 with mmap.mmap(fd, length, offset=start, access=mmap.ACCESS_READ) as window:
