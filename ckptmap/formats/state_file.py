@@ -34,7 +34,8 @@ MAX_STATE_FILE_BYTES = 16 * 1024 * 1024  # a real one is a few hundred bytes
 _PATH_FIELDS = ("model_checkpoint_path", "all_model_checkpoint_paths")
 _TIME_FIELDS = ("all_model_checkpoint_timestamps", "last_preserved_timestamp")
 _SINGULAR = frozenset({"model_checkpoint_path", "last_preserved_timestamp"})
-_LINE = re.compile(
+# one line of TensorFlow's text form (compiled by re on first use: only a folder's listing needs it)
+_LINE = (
     r'[ \t\r]*(?:([a-z_]+)[ \t]*:[ \t]*(?:"([^"\\\n]*)"|(-?[0-9]+(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)))?'
     r"[ \t\r]*"
 )
@@ -95,8 +96,9 @@ def encode_state(state: StateFields) -> bytes:
 def _plain_fields(text: str) -> StateFields | None:
     """The fields of a state file in TensorFlow's one-field-per-line form, else ``None``."""
     values: dict[str, list[str | float]] = {name: [] for name in (*_PATH_FIELDS, *_TIME_FIELDS)}
+    line_form = re.compile(_LINE)
     for line in text.split("\n"):
-        match = _LINE.fullmatch(line)
+        match = line_form.fullmatch(line)
         if match is None:
             return None
         name, string, number = match.groups()

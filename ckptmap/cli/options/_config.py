@@ -24,11 +24,13 @@ from ckptmap.errors import UsageError
 PYPROJECT = "pyproject.toml"
 _TOOL_TABLE = ("tool", "ckptmap")
 
-_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-_AT_END = re.compile(r"\s*\(at end of document\)$")
-_HEADER = re.compile(r"\s*\[\s*([^\[\]]*?)\s*\]\s*(?:#.*)?")
-_ARRAY_HEADER = re.compile(r"\s*\[\[.*")
-_KEY_PART = re.compile(r"\s*(?:\"((?:[^\"\\]|\\.)*)\"|'([^']*)'|([A-Za-z0-9_-]+))\s*")
+# Patterns for messages only (the line of a key, TOML's error positions): kept as
+# text, compiled by re on first use, so a run without a config problem compiles none.
+_AT_LINE = r"\s*\(at line (\d+), column (\d+)\)$"
+_AT_END = r"\s*\(at end of document\)$"
+_HEADER = r"\s*\[\s*([^\[\]]*?)\s*\]\s*(?:#.*)?"
+_ARRAY_HEADER = r"\s*\[\[.*"
+_KEY_PART = r"\s*(?:\"((?:[^\"\\]|\\.)*)\"|'([^']*)'|([A-Za-z0-9_-]+))\s*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ def _parse_key(text: str) -> list[str] | None:
     """The parts of a (dotted) TOML key, or ``None`` when ``text`` is not one."""
     parts: list[str] = []
     for raw in text.split("."):
-        matched = _KEY_PART.fullmatch(raw)
+        matched = re.fullmatch(_KEY_PART, raw)
         if matched is None:
             return None
         parts.append(next(group for group in matched.groups() if group is not None))
@@ -82,10 +84,10 @@ def key_line(text: str, path: tuple[str, ...]) -> int | None:
     """
     table: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if _ARRAY_HEADER.match(line):
+        if re.match(_ARRAY_HEADER, line):
             table = ["[["]  # inside an array of tables: nothing of ours
             continue
-        header = _HEADER.fullmatch(line)
+        header = re.fullmatch(_HEADER, line)
         if header is not None:
             table = _parse_key(header.group(1)) or ["["]
             if tuple(table) == path:
@@ -101,13 +103,13 @@ def key_line(text: str, path: tuple[str, ...]) -> int | None:
 def _decode_error(path: Path, text: str, err: Exception) -> UsageError:
     message = str(err)
     line, column = getattr(err, "lineno", None), getattr(err, "colno", None)
-    at_line = _AT_LINE.search(message)
+    at_line = re.search(_AT_LINE, message)
     if at_line is not None:
         line, column = int(at_line.group(1)), int(at_line.group(2))
-    elif _AT_END.search(message) is not None:
+    elif re.search(_AT_END, message) is not None:
         lines = text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
-    detail = _AT_END.sub("", _AT_LINE.sub("", message))
+    detail = re.sub(_AT_END, "", re.sub(_AT_LINE, "", message))
     detail = detail[:1].lower() + detail[1:]
     where = f"{path}:{line}:{column}" if line is not None else str(path)
     return UsageError(f"{where}: not valid TOML: {detail} (fix the syntax there)")
