@@ -160,10 +160,12 @@ def box_of(spec: SliceSpec | None, full_shape: Sequence[int]) -> Box:
     ((0, 6), (0, 4))
     """
     if spec is None:
-        return tuple((0, int(d)) for d in full_shape)
+        return tuple([(0, int(d)) for d in full_shape])
     return tuple(
-        (0, d) if ln == -1 else (st, st + ln)
-        for d, (st, ln) in zip(spec.full_shape, spec.extents, strict=True)
+        [
+            (0, d) if ln == -1 else (st, st + ln)
+            for d, (st, ln) in zip(spec.full_shape, spec.extents, strict=True)
+        ]
     )
 
 
@@ -207,17 +209,18 @@ def _cut_along_one_axis(boxes: Sequence[Box], shape: tuple[int, ...]) -> bool:
     """
     if not shape or 0 in shape:
         return False
+    cut: list[tuple[int, int]] = []
     axis = -1
     for a, dim in enumerate(shape):
-        whole = (0, dim)
-        if any(box[a] != whole for box in boxes):
+        column = [box[a] for box in boxes]
+        if column.count((0, dim)) != len(column):
             if axis >= 0:
                 return False  # cut along two axes
-            axis = a
+            axis, cut = a, column
     if axis < 0:
         return len(boxes) == 1
     end = 0
-    for start, stop in sorted(box[axis] for box in boxes):
+    for start, stop in sorted(cut):
         if start != end or stop <= start:
             return False
         end = stop
@@ -263,7 +266,7 @@ def check_tiling(specs: Sequence[SliceSpec], full_shape: Sequence[int]) -> None:
         SliceSpecError: if a slice belongs to a tensor of another shape.
         PartitionError: if two slices overlap or the slices leave a gap.
     """
-    shape = tuple(int(d) for d in full_shape)
+    shape = tuple(map(int, full_shape))
     for spec in specs:
         _check_full_shape(spec, shape, "slice")
     boxes = [box_of(s, s.full_shape) for s in specs]
