@@ -137,7 +137,7 @@ class InspectReport:
     @property
     def total_bytes(self) -> int:
         """The stored bytes of the tensors listed."""
-        return sum(t.nbytes for t in self.tensors)
+        return sum([t.nbytes for t in self.tensors])
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON data (schema in docs/json-schema.md)."""
@@ -158,15 +158,18 @@ class InspectReport:
         tails: dict[tuple[str, tuple[int, ...], int, int | None, tuple[str, ...]], str] = {}
         rows: list[str] = []
         add = rows.append
+        with_stats = self.with_stats
         for t in self.tensors:
-            if self.with_stats or t.restored_into is not None or t.user_name is not None:
+            if t.restored_into is not None or t.user_name is not None or with_stats:
                 add(json.dumps(self._tensor_json(t)))
                 continue
             kind = (t.dtype, t.shape, t.nbytes, t.shard, t.slices)
             tail = tails.get(kind)
             if tail is None:
                 shard = "null" if t.shard is None else str(t.shard)
-                shape, slices = json.dumps(list(t.shape)), json.dumps(list(t.slices))
+                # json.dumps of a list of ints, and of strings: items joined by ", "
+                shape = f"[{', '.join(map(str, t.shape))}]"
+                slices = f"[{', '.join(map(quoted, t.slices))}]"
                 tail = tails[kind] = (
                     f'"dtype": {quoted(t.dtype)}, "shape": {shape}, '
                     f'"nbytes": {t.nbytes}, "shard": {shard}, "slices": {slices}}}'
