@@ -18,6 +18,7 @@ __all__ = ["declared_ops"]
 
 _LEN, _VARINT, _FIXED64, _FIXED32 = 2, 0, 1, 5  # wire types
 _MAX_VARINT = 10
+_MAX_INFO_BYTES = 64 << 20  # a real MetaInfoDef takes kilobytes: a larger one is not read whole
 _META_INFO_DEF = 1 << 3 | _LEN  # MetaGraphDef.meta_info_def
 _STRIPPED_OP_LIST = 2  # MetaInfoDef.stripped_op_list
 _SCHEMA_VERSION = 1 << 3 | _VARINT  # SavedModel.saved_model_schema_version
@@ -71,7 +72,7 @@ def _op_list(read: Read, pos: int, end: int) -> bytes | None:
     if tag is None or tag[0] != _META_INFO_DEF or length is None:
         return None
     start = pos + length[1]
-    if start + length[0] > end:
+    if start + length[0] > end or length[0] > _MAX_INFO_BYTES:
         return None
     info = read(start, length[0])
     return _ops_in(info) if len(info) == length[0] else None

@@ -93,6 +93,19 @@ def test_other_layouts_are_left_to_a_whole_search(tmp_path: Path) -> None:
     assert _holds(graph, _TABLE_IMPORT)
 
 
+def test_an_info_too_large_is_not_read() -> None:
+    """A (damaged) 128 MiB MetaInfoDef in a 1 GiB file: left to the windowed search."""
+    head = b"\x0a\x80\x80\x80\x40"
+    asked: list[int] = []
+
+    def read(at: int, count: int) -> bytes:
+        asked.append(count)
+        return head[at : at + count]
+
+    assert declared_ops(read, 1 << 30, saved_model=False) is None
+    assert max(asked) <= 20
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_mutated_heads_never_fail(seed: int) -> None:
     """Damaged bytes give an op list or None; never an exception or a read past the end."""
