@@ -151,6 +151,25 @@ def measure(
     return result
 
 
+def measure_rounds(commands: dict[str, list[str]], *, repeat: int) -> list[Measurement]:
+    """``repeat`` rounds after a warm-up round, each running every command once, in turn.
+
+    Unlike :func:`measure` one command after another, a slow minute of a shared
+    machine then falls on every command alike instead of on whichever was running.
+    """
+    results = [Measurement(name, list(command)) for name, command in commands.items()]
+    for i in range(repeat + 1):
+        for result in results:
+            run = run_once(result.command)
+            if i == 0:
+                continue  # the warm-up round
+            result.runs.append(run)
+            print(
+                f"  {result.name}: {run.wall_s:.3f} s, {run.max_rss_mib:.0f} MiB", file=sys.stderr
+            )
+    return results
+
+
 def table(results: Sequence[Measurement], baseline: str) -> str:
     """A plain-text table with each command's ratio to ``baseline`` (best vs best)."""
     base = next(r for r in results if r.name == baseline)

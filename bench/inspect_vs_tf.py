@@ -9,7 +9,9 @@ missing):
 * ``python -m ckptmap inspect --json PREFIX``,
 * ``python -c "import tensorflow as tf; print(tf.train.list_variables(PREFIX))"``.
 
-Every command prints to /dev/null. Before timing, the tensor names of both tools
+Every command prints to /dev/null, and the commands run in rounds (each once per
+round, after a warm-up round), so a slow minute of the machine falls on all of them
+alike. Before timing, the tensor names of both tools
 are checked to agree. Targets: ckptmap at least 10x faster (issue 2); on `many`, at most
 0.05x of TF's time (issue 15 item 5). ckptmap is byte-compiled first (see --no-compile).
 
@@ -34,7 +36,7 @@ from _util import (
     bench_env,
     compile_ckptmap,
     ensure_checkpoints,
-    measure,
+    measure_rounds,
     remove_inputs,
     table,
     write_json,
@@ -107,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix = args.dir / name / "model.ckpt"
         count = check_same_names(prefix)
         print(f"{name}: {count} tensors, names and shapes agree", file=sys.stderr)
-        results: list[Measurement] = [
-            measure(label, cmd, repeat=args.repeat) for label, cmd in commands(prefix).items()
-        ]
+        results: list[Measurement] = measure_rounds(commands(prefix), repeat=args.repeat)
         base = results[0]
         print(f"\n## {name} ({count} tensors)\n")
         print(table(results, base.name))
