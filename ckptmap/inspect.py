@@ -477,18 +477,15 @@ def _describe(ckpt: Checkpoint, key: str, *, stats: bool, missing: set[int]) -> 
     if not any(part.shard_id in missing for part in parts):
         ckpt.check_entry(entry)
     computed = _tensor_stats(ckpt, entry, parts) if stats else None
-    if not entry.slices:
-        return _make_info(
-            key, entry.dtype.name, entry.shape, entry.size, entry.shard_id, stats=computed
-        )
+    sliced = bool(entry.slices)
     return _make_info(
         key,
         entry.dtype.name,
         entry.shape,
         sum([part.size for part in parts]),
-        None,
+        None if sliced else entry.shard_id,
         tuple([spec.format() for spec in entry.slices]),
-        tuple([part.shard_id for part in parts]),
+        tuple([part.shard_id for part in parts]) if sliced else (),
         computed,
     )
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ckptmap.formats.table import MAX_VARINT64_BYTES, read_varint
+
 __all__ = ["declared_ops"]
 
 _LEN, _VARINT, _FIXED64, _FIXED32 = 2, 0, 1, 5  # wire types
-_MAX_VARINT = 10
 _MAX_INFO_BYTES = 64 << 20  # a real MetaInfoDef takes kilobytes: a larger one is not read whole
 _META_INFO_DEF = 1 << 3 | _LEN  # MetaGraphDef.meta_info_def
 _STRIPPED_OP_LIST = 2  # MetaInfoDef.stripped_op_list
@@ -45,7 +46,7 @@ def declared_ops(read: Read, size: int, *, saved_model: bool) -> list[bytes] | N
     lists = []
     pos = 0
     while pos < size:
-        head = read(pos, 2 * _MAX_VARINT)
+        head = read(pos, 2 * MAX_VARINT64_BYTES)
         tag = _varint(head, 0)
         value = None if tag is None else _varint(head, tag[1])
         if tag is None or value is None:
@@ -66,7 +67,7 @@ def declared_ops(read: Read, size: int, *, saved_model: bool) -> list[bytes] | N
 
 def _op_list(read: Read, pos: int, end: int) -> bytes | None:
     """The op list of the ``MetaGraphDef`` at ``pos`` (up to ``end``), if its info comes first."""
-    head = read(pos, 2 * _MAX_VARINT)
+    head = read(pos, 2 * MAX_VARINT64_BYTES)
     tag = _varint(head, 0)
     length = None if tag is None else _varint(head, tag[1])
     if tag is None or tag[0] != _META_INFO_DEF or length is None:
@@ -108,12 +109,5 @@ def _ops_in(info: bytes) -> bytes | None:
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    """The varint at ``pos`` and the position after it; ``None`` if cut or over-long."""
-    value = shift = 0
-    for i in range(pos, min(len(data), pos + _MAX_VARINT)):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i + 1
-        shift += 7
-    return None
+    """The varint at ``pos`` and the offset after it; ``None`` if cut or over-long."""
+    return read_varint(data, pos, len(data))

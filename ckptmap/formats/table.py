@@ -13,8 +13,11 @@ __all__ = [
     "MAX_BLOCK_HANDLE_SIZE",
     "NO_COMPRESSION",
     "SNAPPY_COMPRESSION",
+    "MAX_VARINT32_BYTES",
+    "MAX_VARINT64_BYTES",
     "TABLE_MAGIC",
     "encode_varint",
+    "read_varint",
 ]
 
 TABLE_MAGIC = 0xDB4775248B80FB57  # §3.7: the last 8 bytes of every .index file
@@ -44,3 +47,33 @@ def encode_varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+MAX_VARINT32_BYTES = 5  # §2.1
+MAX_VARINT64_BYTES = 10
+
+
+def read_varint(
+    data: bytes | memoryview, pos: int, limit: int, max_bytes: int = MAX_VARINT64_BYTES
+) -> tuple[int, int] | None:
+    """The unsigned varint at ``data[pos]`` and the offset after it (§2.1).
+
+    ``None`` if it runs to ``limit`` or past ``max_bytes`` bytes unfinished.
+
+    Example:
+        >>> read_varint(bytes.fromhex("ac02ff"), 0, 3)
+        (300, 2)
+    """
+    if pos < limit:
+        byte = data[pos]
+        if byte < 0x80:  # the common one-byte case, without the loop
+            return byte, pos + 1
+    result = 0
+    shift = 0
+    for i in range(pos, min(limit, pos + max_bytes)):
+        byte = data[i]
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, i + 1
+        shift += 7
+    return None

@@ -31,9 +31,12 @@ from ckptmap.formats.crc import crc32c, unmask_crc
 from ckptmap.formats.table import (
     BLOCK_TRAILER_SIZE,
     FOOTER_SIZE,
+    MAX_VARINT32_BYTES,
+    MAX_VARINT64_BYTES,
     NO_COMPRESSION,
     SNAPPY_COMPRESSION,
     TABLE_MAGIC,
+    read_varint,
 )
 from ckptmap.storage.input_files import open_input
 
@@ -41,8 +44,6 @@ _U32 = struct.Struct("<I")  # restart offsets, restart count (§3.1), masked CRC
 _U64 = struct.Struct("<Q")  # the footer magic (§3.7)
 _MAGIC_OFFSET = FOOTER_SIZE - _U64.size  # §3.7: magic in the last 8 bytes
 _HANDLES_SIZE = FOOTER_SIZE - _U64.size  # §3.7: two handles, zero padded to 40 bytes
-_MAX_VARINT32_BYTES = 5  # §2.1
-_MAX_VARINT64_BYTES = 10  # §2.1
 _FIX = "the file is corrupt or truncated; copy it again from its source"
 # Raw Snappy's best expansion is a 3-byte copy element producing 64 bytes, so no
 # valid stream of n bytes decompresses to more than 64 * n / 3 bytes.
@@ -106,27 +107,17 @@ def decode_varint(buf: memoryview, pos: int, limit: int, max_bytes: int) -> tupl
     Raises:
         TableFormatError: if the varint runs past ``limit`` or is longer than ``max_bytes``.
     """
-    if pos < limit:
-        byte = buf[pos]
-        if byte < 0x80:  # the common one-byte case, without the loop
-            return byte, pos + 1
-    result = 0
-    shift = 0
-    end = min(limit, pos + max_bytes)
-    while pos < end:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-    raise TableFormatError(f"truncated or over-long varint at offset {pos}")
+    found = read_varint(buf, pos, limit, max_bytes)
+    if found is None:
+        end = max(pos, min(limit, pos + max_bytes))
+        raise TableFormatError(f"truncated or over-long varint at offset {end}")
+    return found
 
 
 def decode_block_handle(buf: memoryview, pos: int, limit: int) -> tuple[BlockHandle, int]:
     """Decode a ``BlockHandle`` (two varint64) at ``buf[pos]`` (§3.3)."""
-    offset, pos = decode_varint(buf, pos, limit, _MAX_VARINT64_BYTES)
-    size, pos = decode_varint(buf, pos, limit, _MAX_VARINT64_BYTES)
+    offset, pos = decode_varint(buf, pos, limit, MAX_VARINT64_BYTES)
+    size, pos = decode_varint(buf, pos, limit, MAX_VARINT64_BYTES)
     return BlockHandle(offset, size), pos
 
 
@@ -193,7 +184,7 @@ def decompress_snappy(block: memoryview, what: str) -> memoryview:
         TableFormatError: if the stated length is more than the bytes can hold
             or the stream does not decode to exactly that length.
     """
-    length, _ = decode_varint(block, 0, len(block), _MAX_VARINT32_BYTES)
+    length, _ = decode_varint(block, 0, len(block), MAX_VARINT32_BYTES)
     if length > _SNAPPY_MAX_EXPANSION * len(block):
         raise TableFormatError(
             f"{what}: Snappy block of {len(block)} bytes claims to expand to {length} bytes"
@@ -268,9 +259,9 @@ def decode_block(
             shared, non_shared, value_len = raw[pos], raw[pos + 1], raw[pos + 2]
             pos += 3
         else:
-            shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
-            non_shared, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
-            value_len, pos = decode_varint(block, pos, limit, _MAX_VARINT32_BYTES)
+            shared, pos = decode_varint(block, pos, limit, MAX_VARINT32_BYTES)
+            non_shared, pos = decode_varint(block, pos, limit, MAX_VARINT32_BYTES)
+            value_len, pos = decode_varint(block, pos, limit, MAX_VARINT32_BYTES)
         if shared > len(key) or (shared and entry_at in restart_set):
             raise TableFormatError(
                 f"entry at block offset {entry_at} shares {shared} bytes with a "

@@ -150,10 +150,9 @@ class StoreConfig:
         if (found := get(GCS_EMULATOR)) is not None:
             gcs = replace(gcs, endpoint=endpoint_url(found[1], found[0]))
         retries = config.retries
-        for name, member in RETRY_NUMBERS:
+        for name, member, kind in RETRY_NUMBERS:
             if (found := get(name)) is None:
                 continue
-            kind = int if member == "max_retries" else float
             try:
                 value: Any = kind(found[1])
                 retries = replace(retries, **{member: value})

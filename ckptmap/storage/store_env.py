@@ -29,11 +29,11 @@ S3_REGIONS = ("AWS_REGION", "AWS_DEFAULT_REGION")
 S3_PROFILE = "AWS_PROFILE"
 ACCESS_KEY = "AWS_ACCESS_KEY_ID"  # set: S3 requests are signed with the AWS_* key variables
 GCS_EMULATOR = "STORAGE_EMULATOR_HOST"
-# each variable of the retry policy, and the RetryPolicy field it sets
-RETRY_NUMBERS = (
-    ("CKPTMAP_STORAGE_RETRIES", "max_retries"),
-    ("CKPTMAP_STORAGE_RETRY_DELAY", "initial_delay"),
-    ("CKPTMAP_STORAGE_RETRY_MAX_DELAY", "max_delay"),
+# each variable of the retry policy, the RetryPolicy field it sets, and its type
+RETRY_NUMBERS: tuple[tuple[str, str, type[int] | type[float]], ...] = (
+    ("CKPTMAP_STORAGE_RETRIES", "max_retries", int),
+    ("CKPTMAP_STORAGE_RETRY_DELAY", "initial_delay", float),
+    ("CKPTMAP_STORAGE_RETRY_MAX_DELAY", "max_delay", float),
 )
 STORE_VARIABLES = frozenset(
     {
@@ -43,7 +43,7 @@ STORE_VARIABLES = frozenset(
         S3_PROFILE,
         ACCESS_KEY,
         GCS_EMULATOR,
-        *(name for name, _ in RETRY_NUMBERS),
+        *(name for name, _, _ in RETRY_NUMBERS),
     }
 )
 
